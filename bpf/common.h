@@ -1,0 +1,88 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * Maps and helpers shared by tcptrace's programs. Each .bpf.c file includes
+ * this, so each object declares the maps; userspace creates them once (from
+ * the sockstate object) and hands them to the timewait object with
+ * MapReplacements, so both write into the same ring buffer.
+ */
+#ifndef TCPTRACE_COMMON_H
+#define TCPTRACE_COMMON_H
+
+#include "kernel.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_endian.h>
+#include "tcptrace.h"
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+/* Filters and constants, written by userspace before load. */
+volatile const struct tt_config cfg = {};
+
+/* Every record goes here; userspace (internal/probe) reads it with
+ * ringbuf.Reader.ReadInto. The size is set by userspace at load time. */
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 1 << 22);
+} events SEC(".maps");
+
+/* Records that could not be reserved because the ring buffer was full, per
+ * CPU. Userspace sums it for the report; each record also carries its
+ * CPU's count so userspace can tell which lifetimes a loss may have cut. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} drops SEC(".maps");
+
+/* With a pid filter only: 4-tuples of the target's sockets that began an
+ * active close, so the TIME_WAIT mini-sockets they become (which carry no
+ * owner) can be matched. Written by sockstate, read by timewait. */
+struct tt_tuple {
+	__u8 saddr[16];
+	__u8 daddr[16];
+	__u32 netns;
+	__u16 sport;
+	__u16 dport;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct tt_tuple);
+	__type(value, __u8);
+} target_tuples SEC(".maps");
+
+/* tt_reserve returns a zeroed-enough record or NULL, counting the loss. */
+static __always_inline struct tt_event *tt_reserve(__u32 *cpu_drops)
+{
+	__u32 zero = 0;
+	__u64 *n = bpf_map_lookup_elem(&drops, &zero);
+	struct tt_event *e;
+
+	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	if (!e) {
+		if (n)
+			(*n)++;
+		return NULL;
+	}
+	*cpu_drops = n ? (__u32)*n : 0;
+	return e;
+}
+
+/* tt_submit publishes a record. Waking the reader per record is what makes
+ * per-event tracers expensive, so the reader is woken only when a batch of
+ * cfg.wakeup_bytes is waiting; otherwise it finds the data on its next
+ * timed poll, which bounds the delivery latency. */
+static __always_inline void tt_submit(struct tt_event *e)
+{
+	__u64 flags = BPF_RB_NO_WAKEUP;
+
+	if (bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= cfg.wakeup_bytes)
+		flags = BPF_RB_FORCE_WAKEUP;
+	bpf_ringbuf_submit(e, flags);
+}
+
+#endif /* TCPTRACE_COMMON_H */

@@ -1,0 +1,135 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * sockstate: one record per TCP state transition of a full socket.
+ *
+ * The tp_btf flavour of sock:inet_sock_set_state needs no tracefs (users
+ * run tcptrace under `ip netns exec`, which hides it) and gives a trusted
+ * struct sock pointer, so fields are read with plain loads.
+ */
+#include "common.h"
+
+/* Never used: keeps the ABI types in BTF, where bpf2go's -type finds them. */
+struct tt_abi {
+	struct tt_event event;
+	enum tt_kind kind;
+	enum tt_flags flags;
+};
+const struct tt_abi *unused_abi __attribute__((unused));
+
+/* With a pid filter only: marks sockets that belong to the target process.
+ * BPF_F_CLONE copies the mark from a listener to the children it accepts,
+ * whose early transitions run in softirq where the current task is not the
+ * owner. The storage dies with the socket. */
+struct {
+	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC | BPF_F_CLONE);
+	__type(key, int);
+	__type(value, __u8);
+} target_socks SEC(".maps");
+
+/* Transitions that run in the owner's own system call, so the current task
+ * is the owner (see kernel-facts.md). All others are packet-driven. */
+static __always_inline bool in_owner_syscall(int oldstate, int newstate)
+{
+	return (oldstate == TCP_CLOSE && newstate == TCP_SYN_SENT) ||
+	       newstate == TCP_FIN_WAIT1 ||
+	       (oldstate == TCP_CLOSE_WAIT && newstate == TCP_LAST_ACK) ||
+	       (oldstate == TCP_CLOSE && newstate == TCP_LISTEN);
+}
+
+/* target_match applies the pid filter: a socket belongs to the target once
+ * the target connect()s, listen()s or close()s it (or it was accepted from
+ * a listener that belongs to the target). */
+static __always_inline bool target_match(struct sock *sk, __u32 tgid,
+					 int oldstate, int newstate)
+{
+	if (bpf_sk_storage_get(&target_socks, sk, 0, 0))
+		return true;
+	if (tgid != cfg.tgid || !in_owner_syscall(oldstate, newstate))
+		return false;
+	bpf_sk_storage_get(&target_socks, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+	return true;
+}
+
+SEC("tp_btf/inet_sock_set_state")
+int BPF_PROG(on_set_state, struct sock *sk, int oldstate, int newstate)
+{
+	struct tt_event *e;
+	__u64 pid_tgid;
+	__u32 netns, ndrops, tgid;
+	__u16 family, sport, dport;
+
+	/* The tracepoint also fires for SCTP and MPTCP sockets. */
+	if (sk->sk_protocol != IPPROTO_TCP)
+		return 0;
+
+	family = sk->__sk_common.skc_family;
+	if (cfg.family && family != cfg.family)
+		return 0;
+	netns = sk->__sk_common.skc_net.net->ns.inum;
+	if (cfg.netns && netns != cfg.netns)
+		return 0;
+	sport = sk->__sk_common.skc_num;
+	/* Zero before connect() picks a port and after close releases it; the
+	 * port the socket had is still in inet_sport then (a probe read, as the
+	 * field lies beyond struct sock). */
+	if (sport == 0)
+		sport = bpf_ntohs(BPF_CORE_READ((struct inet_sock *)sk, inet_sport));
+	dport = bpf_ntohs(sk->__sk_common.skc_dport);
+	if (cfg.port && sport != cfg.port && dport != cfg.port)
+		return 0;
+	pid_tgid = bpf_get_current_pid_tgid();
+	tgid = pid_tgid >> 32;
+	if (cfg.tgid && !target_match(sk, tgid, oldstate, newstate))
+		return 0;
+
+	e = tt_reserve(&ndrops);
+	if (!e)
+		return 0;
+	e->ts_ns = bpf_ktime_get_ns();
+	e->skaddr = (__u64)sk;
+	e->pid = tgid;
+	e->tid = (__u32)pid_tgid;
+	e->netns = netns;
+	e->drops = ndrops;
+	e->expires = 0;
+	e->sport = sport;
+	e->dport = dport;
+	e->cpu = bpf_get_smp_processor_id();
+	e->kind = TT_TRANSITION;
+	e->family = family;
+	e->oldstate = oldstate;
+	e->newstate = newstate;
+	e->flags = 0;
+	e->_pad = 0;
+	if (family == AF_INET6) {
+		BPF_CORE_READ_INTO(&e->saddr, sk, __sk_common.skc_v6_rcv_saddr);
+		BPF_CORE_READ_INTO(&e->daddr, sk, __sk_common.skc_v6_daddr);
+	} else {
+		__builtin_memset(e->saddr, 0, sizeof(e->saddr));
+		__builtin_memset(e->daddr, 0, sizeof(e->daddr));
+		*(__u32 *)e->saddr = sk->__sk_common.skc_rcv_saddr;
+		*(__u32 *)e->daddr = sk->__sk_common.skc_daddr;
+	}
+	/* inet_hash_connect() failed: the socket never got a local port (a
+	 * refused or timed-out connect has one). */
+	if (oldstate == TCP_SYN_SENT && newstate == TCP_CLOSE && sport == 0)
+		e->flags = TT_F_CONNECT_FAILED;
+	bpf_get_current_comm(e->comm, sizeof(e->comm));
+
+	/* Remember the target's active closes for the timewait programs. */
+	if (cfg.tgid && newstate == TCP_FIN_WAIT1) {
+		struct tt_tuple t = {};
+		__u8 one = 1;
+
+		__builtin_memcpy(t.saddr, e->saddr, sizeof(t.saddr));
+		__builtin_memcpy(t.daddr, e->daddr, sizeof(t.daddr));
+		t.netns = netns;
+		t.sport = sport;
+		t.dport = dport;
+		bpf_map_update_elem(&target_tuples, &t, &one, BPF_ANY);
+	}
+
+	tt_submit(e);
+	return 0;
+}

@@ -1,0 +1,68 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * The ABI between tcptrace's BPF programs and its Go userspace. bpf2go
+ * generates the Go side of every type here (-type), so nothing is mirrored
+ * by hand. Change a field and `make generate` updates both sides.
+ */
+#ifndef TCPTRACE_H
+#define TCPTRACE_H
+
+/* What a record reports. */
+enum tt_kind {
+	/* A full socket changed state (sock:inet_sock_set_state). */
+	TT_TRANSITION = 1,
+	/* A TIME_WAIT mini-socket's timer was armed: a new mini-socket, or a
+	 * re-arm of a live one. Userspace tells which. */
+	TT_TIMER_START = 2,
+	/* The mini-socket's timer was taken off the timer wheel. The kernel does
+	 * this just before expiring it, just before re-arming it, and when it
+	 * kills the mini-socket early; userspace tells which from the record
+	 * that follows on the same CPU. */
+	TT_TIMER_CANCEL = 3,
+	/* The mini-socket's timer fired: it dies now, of old age. */
+	TT_TIMER_EXPIRE = 4,
+};
+
+enum tt_flags {
+	/* SYN_SENT -> CLOSE before a local port was chosen: connect() failed
+	 * in inet_hash_connect(), which returns EADDRNOTAVAIL when the local
+	 * port range is exhausted for the destination. */
+	TT_F_CONNECT_FAILED = 1,
+};
+
+/* One record in the ring buffer: 96 bytes, no implicit padding. */
+struct tt_event {
+	__u64 ts_ns;     /* bpf_ktime_get_ns(): CLOCK_MONOTONIC */
+	__u64 skaddr;    /* struct sock * or struct inet_timewait_sock * */
+	__u32 pid;       /* tgid of the current task; see event.ProcessContext */
+	__u32 tid;       /* its thread id */
+	__u32 netns;     /* inode of the socket's network namespace */
+	__u32 drops;     /* records this CPU failed to reserve so far */
+	__u32 expires;   /* TT_TIMER_START: jiffies until the timer fires */
+	__u8 saddr[16];  /* local address; IPv4 in the first 4 bytes */
+	__u8 daddr[16];  /* remote address */
+	__u16 sport;     /* local port, host byte order */
+	__u16 dport;     /* remote port, host byte order */
+	__u16 cpu;       /* CPU that wrote the record */
+	__u8 kind;       /* enum tt_kind */
+	__u8 family;     /* AF_INET or AF_INET6 */
+	__u8 oldstate;   /* TT_TRANSITION: state left */
+	__u8 newstate;   /* TT_TRANSITION: state entered; timer records: the
+	                  * mini-socket's substate (TIME_WAIT or FIN_WAIT2) */
+	__u8 flags;      /* enum tt_flags */
+	__u8 _pad;
+	char comm[16];   /* comm of the current task */
+};
+
+/* Set by userspace before load (a volatile const in each program), so
+ * disabled filters cost one predictable branch. Zero means "no filter". */
+struct tt_config {
+	__u64 tw_handler;   /* address of tw_timer_handler, from /proc/kallsyms */
+	__u32 netns;        /* trace only this network namespace inode */
+	__u32 tgid;         /* trace only sockets of this process */
+	__u32 wakeup_bytes; /* wake the reader once this much data is waiting */
+	__u16 port;         /* trace only sockets with this local or remote port */
+	__u16 family;       /* trace only AF_INET or AF_INET6 */
+};
+
+#endif /* TCPTRACE_H */

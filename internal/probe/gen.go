@@ -1,0 +1,9 @@
+package probe
+
+// The BPF objects are generated and committed, so `go build` needs no
+// clang. `make generate` reruns these with the pinned clang-19 and must
+// reproduce the committed files byte for byte.
+//
+// sockstate owns the ABI types (-type); timewait shares its maps.
+//go:generate go tool bpf2go -cc clang-19 -strip llvm-strip-19 -target bpfel -cflags "-O2 -g -Wall -Werror -mcpu=v3 -I../../bpf" -type tt_event -type tt_kind -type tt_flags sockstate ../../bpf/sockstate.bpf.c
+//go:generate go tool bpf2go -cc clang-19 -strip llvm-strip-19 -target bpfel -cflags "-O2 -g -Wall -Werror -mcpu=v3 -I../../bpf" -no-global-types timewait ../../bpf/timewait.bpf.c

@@ -1,0 +1,275 @@
+// Package probe loads tcptrace's BPF programs, attaches them, and reads
+// their records as domain events. It is the only package that imports
+// cilium/ebpf.
+package probe
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/features"
+	"github.com/cilium/ebpf/link"
+	"github.com/cilium/ebpf/ringbuf"
+	"github.com/cilium/ebpf/rlimit"
+	"golang.org/x/sys/unix"
+
+	"github.com/tcptrace/tcptrace/internal/event"
+)
+
+// Config selects what the kernel side reports. Zero values mean "no
+// filter". The filters run in the kernel, so filtered-out sockets cost
+// almost nothing.
+type Config struct {
+	// NetNS is the inode of the network namespace to trace; 0 traces all.
+	NetNS uint32
+	// PID traces only sockets of this process (tgid); 0 traces all.
+	PID uint32
+	// Port traces only sockets whose local or remote port is Port.
+	Port uint16
+	// Family traces only IPv4 or only IPv6 sockets.
+	Family event.Family
+	// RingBytes is the ring buffer size: a power of two, at least one page.
+	// Default 8 MiB.
+	RingBytes int
+	// Poll bounds how long a record may wait in the ring buffer before the
+	// reader sees it. The kernel side wakes the reader only when a batch is
+	// waiting (a quarter of the ring), so this is the latency on a quiet
+	// host. Default 100 ms.
+	Poll time.Duration
+}
+
+// ErrClosed is returned by Read once the probe is closed and drained.
+var ErrClosed = errors.New("probe closed")
+
+// ErrIdle is returned by Read when no record arrived for a poll period. The
+// caller gets control back for periodic work, then calls Read again.
+var ErrIdle = errors.New("no records for a poll period")
+
+// Probe is a loaded and attached set of tcptrace programs.
+type Probe struct {
+	cfg      Config
+	sock     sockstateObjects
+	tw       timewaitObjects
+	links    []link.Link
+	reader   *ringbuf.Reader
+	rec      ringbuf.Record
+	hz       int
+	stop     sync.Once
+	stopErr  error
+	closed   bool
+}
+
+// DefaultRingBytes is the default ring buffer size.
+const DefaultRingBytes = 8 << 20
+
+// Open checks the kernel, loads and attaches the programs. The caller must
+// Close the probe.
+func Open(cfg Config) (_ *Probe, err error) {
+	if cfg.RingBytes == 0 {
+		cfg.RingBytes = DefaultRingBytes
+	}
+	if cfg.RingBytes < os.Getpagesize() || cfg.RingBytes&(cfg.RingBytes-1) != 0 {
+		return nil, fmt.Errorf("ring buffer size %d: must be a power of two of at least %d bytes", cfg.RingBytes, os.Getpagesize())
+	}
+	if cfg.Poll <= 0 {
+		cfg.Poll = 100 * time.Millisecond
+	}
+	if err := checkSystem(); err != nil {
+		return nil, err
+	}
+	handler, err := kernelSymbol("/proc/kallsyms", "tw_timer_handler")
+	if err != nil {
+		return nil, err
+	}
+
+	p := &Probe{cfg: cfg, hz: kernelHZ()}
+	defer func() {
+		if err != nil {
+			p.Close()
+		}
+	}()
+
+	kcfg := sockstateTtConfig{
+		TwHandler:   handler,
+		Netns:       cfg.NetNS,
+		Tgid:        cfg.PID,
+		WakeupBytes: uint32(cfg.RingBytes / 4),
+		Port:        cfg.Port,
+		Family:      uint16(cfg.Family),
+	}
+
+	sockSpec, err := loadSockstate()
+	if err != nil {
+		return nil, fmt.Errorf("reading embedded BPF object: %w", err)
+	}
+	sockSpec.Maps[sockstateMapEvents].MaxEntries = uint32(cfg.RingBytes)
+	if err := sockSpec.Variables[sockstateVarCfg].Set(kcfg); err != nil {
+		return nil, fmt.Errorf("configuring sockstate: %w", err)
+	}
+	if err := sockSpec.LoadAndAssign(&p.sock, nil); err != nil {
+		return nil, loadError("sockstate", err)
+	}
+
+	twSpec, err := loadTimewait()
+	if err != nil {
+		return nil, fmt.Errorf("reading embedded BPF object: %w", err)
+	}
+	twSpec.Maps["events"].MaxEntries = uint32(cfg.RingBytes)
+	if err := twSpec.Variables["cfg"].Set(kcfg); err != nil {
+		return nil, fmt.Errorf("configuring timewait: %w", err)
+	}
+	err = twSpec.LoadAndAssign(&p.tw, &ebpf.CollectionOptions{
+		MapReplacements: map[string]*ebpf.Map{
+			"events":        p.sock.Events,
+			"drops":         p.sock.Drops,
+			"target_tuples": p.sock.TargetTuples,
+		},
+	})
+	if err != nil {
+		return nil, loadError("timewait", err)
+	}
+
+	// The reader exists before the programs attach, so no record is missed.
+	p.reader, err = ringbuf.NewReader(p.sock.Events)
+	if err != nil {
+		return nil, fmt.Errorf("opening ring buffer reader: %w", err)
+	}
+
+	// Mini-socket timers first: a TIME_WAIT start is then never seen
+	// without the transitions around it.
+	for _, prog := range []struct {
+		name string
+		p    *ebpf.Program
+	}{
+		{"timer_start", p.tw.OnTimerStart},
+		{"timer_cancel", p.tw.OnTimerCancel},
+		{"timer_expire_entry", p.tw.OnTimerExpire},
+		{"inet_sock_set_state", p.sock.OnSetState},
+	} {
+		l, err := link.AttachTracing(link.TracingOptions{Program: prog.p, AttachType: ebpf.AttachTraceRawTp})
+		if err != nil {
+			return nil, fmt.Errorf("attaching to tracepoint %s: %w", prog.name, permHint(err))
+		}
+		p.links = append(p.links, l)
+	}
+	p.reader.SetDeadline(time.Now().Add(cfg.Poll))
+	return p, nil
+}
+
+// HZ is the kernel's timer frequency (CONFIG_HZ), used to turn jiffies into
+// time; 0 when the kernel config could not be read.
+func (p *Probe) HZ() int { return p.hz }
+
+// Read fills ev with the next record. It returns ErrIdle when no record
+// arrived for a poll period, and ErrClosed once Stop was called and every
+// record written before it has been read.
+func (p *Probe) Read(ev *event.Event) error {
+	err := p.reader.ReadInto(&p.rec)
+	switch {
+	case err == nil:
+		return Decode(p.rec.RawSample, ev)
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		p.reader.SetDeadline(time.Now().Add(p.cfg.Poll))
+		return ErrIdle
+	case errors.Is(err, ringbuf.ErrFlushed), errors.Is(err, ringbuf.ErrClosed), errors.Is(err, os.ErrClosed):
+		return ErrClosed
+	}
+	return fmt.Errorf("reading ring buffer: %w", err)
+}
+
+// Stop detaches the programs, so no new records arrive, and makes Read
+// return what is still in the ring buffer, then ErrClosed. It may be called
+// from another goroutine than Read.
+func (p *Probe) Stop() error {
+	p.stop.Do(func() {
+		var errs []error
+		for _, l := range p.links {
+			errs = append(errs, l.Close())
+		}
+		if p.reader != nil {
+			errs = append(errs, p.reader.Flush())
+		}
+		p.stopErr = errors.Join(errs...)
+	})
+	return p.stopErr
+}
+
+// Drops returns how many records the kernel could not write because the
+// ring buffer was full, summed over CPUs.
+func (p *Probe) Drops() (uint64, error) {
+	var perCPU []uint64
+	if err := p.sock.Drops.Lookup(uint32(0), &perCPU); err != nil {
+		return 0, fmt.Errorf("reading drop counters: %w", err)
+	}
+	var n uint64
+	for _, v := range perCPU {
+		n += v
+	}
+	return n, nil
+}
+
+// Close detaches and frees everything. It is safe to call more than once.
+func (p *Probe) Close() error {
+	if p.closed {
+		return nil
+	}
+	p.closed = true
+	errs := []error{p.Stop()}
+	if p.reader != nil {
+		errs = append(errs, p.reader.Close())
+	}
+	errs = append(errs, p.tw.Close(), p.sock.Close())
+	return errors.Join(errs...)
+}
+
+// checkSystem turns the usual reasons a load fails into advice.
+func checkSystem() error {
+	if os.Geteuid() != 0 {
+		var caps unix.CapUserHeader
+		var data [2]unix.CapUserData
+		caps.Version = unix.LINUX_CAPABILITY_VERSION_3
+		if err := unix.Capget(&caps, &data[0]); err == nil {
+			have := func(c uint) bool { return data[c/32].Effective&(1<<(c%32)) != 0 }
+			if !(have(unix.CAP_SYS_ADMIN) || (have(unix.CAP_BPF) && have(unix.CAP_PERFMON))) {
+				return errors.New("tcptrace needs privileges to load BPF programs: run it as root (sudo tcptrace) or grant CAP_BPF and CAP_PERFMON")
+			}
+		}
+	}
+	if _, err := os.Stat("/sys/kernel/btf/vmlinux"); err != nil {
+		return errors.New("this kernel exposes no BTF (/sys/kernel/btf/vmlinux is missing): tcptrace needs Linux 5.8+ built with CONFIG_DEBUG_INFO_BTF=y")
+	}
+	if err := rlimit.RemoveMemlock(); err != nil {
+		return fmt.Errorf("raising the locked-memory limit for BPF maps: %w", permHint(err))
+	}
+	if err := features.HaveMapType(ebpf.RingBuf); err != nil {
+		if errors.Is(err, ebpf.ErrNotSupported) {
+			return errors.New("this kernel has no BPF ring buffer: tcptrace needs Linux 5.8 or newer")
+		}
+		return fmt.Errorf("probing for BPF ring buffer support: %w", permHint(err))
+	}
+	// No probe for tp_btf itself: the feature test loads an fentry
+	// program, which kernel lockdown forbids even where tp_btf works.
+	return nil
+}
+
+// loadError keeps the verifier's whole log: it is the only way to know why
+// a program was rejected.
+func loadError(obj string, err error) error {
+	var ve *ebpf.VerifierError
+	if errors.As(err, &ve) {
+		return fmt.Errorf("the kernel's verifier rejected the %s programs: %+v", obj, ve)
+	}
+	return fmt.Errorf("loading the %s programs: %w", obj, permHint(err))
+}
+
+// permHint adds what to do to a permission error.
+func permHint(err error) error {
+	if errors.Is(err, unix.EPERM) || errors.Is(err, unix.EACCES) {
+		return fmt.Errorf("%w (run as root, or grant CAP_BPF and CAP_PERFMON; kernel lockdown can also forbid this)", err)
+	}
+	return err
+}
