@@ -150,6 +150,12 @@ const (
 	// FlagConnectFailed marks a SYN_SENT -> CLOSE transition with no local
 	// port: connect() failed in port selection (EADDRNOTAVAIL).
 	FlagConnectFailed Flags = 1 << 0
+	// FlagStartUnknown marks a mini-socket event whose start was not seen
+	// (it predates tracing, or its start record was lost): no lifetime.
+	FlagStartUnknown Flags = 1 << 1
+	// FlagIncomplete marks a duration that spans records lost to a full
+	// ring buffer: it may be wrong, so it is left out of statistics.
+	FlagIncomplete Flags = 1 << 2
 )
 
 // Event is one thing the kernel reported, or that Resolver derived from
@@ -186,6 +192,19 @@ type Event struct {
 	// DurationNs is, for TimeWaitEnd, the mini-socket's life; for
 	// TimeWaitStart/Rearm, the time until its timer fires. Zero when unknown.
 	DurationNs uint64
+	// PhaseNs is, for TimeWaitRearm and TimeWaitEnd, the time spent in the
+	// substate just left (OldState): a FIN_WAIT2 orphan that receives its
+	// FIN re-arms as TIME_WAIT. For a Transition the tracker sets it to the
+	// time spent in OldState, 0 when unknown.
+	PhaseNs uint64
+	// Aux is, on a TimeWaitEnd, the value Resolver.SetAux attached.
+	Aux uint32
+	// OwnerPID and OwnerComm name the process the tracker attributes the
+	// socket to: the task itself for transitions in its own system call,
+	// otherwise the one remembered from the socket's connect(), listen()
+	// or close(). Zero when not known.
+	OwnerPID  uint32
+	OwnerComm [16]byte
 }
 
 // CommString returns Comm up to its first NUL.

@@ -1,0 +1,125 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/spf13/pflag"
+
+	"github.com/tcptrace/tcptrace/internal/event"
+	"github.com/tcptrace/tcptrace/internal/session"
+)
+
+// errHelp means --help or --version was printed: exit 0.
+var errHelp = errors.New("help printed")
+
+const usageHead = `tcptrace traces TCP connection lifetimes with eBPF: how long sockets spend
+in TIME_WAIT, FIN_WAIT2 and CLOSE_WAIT, which processes leak CLOSE_WAIT
+sockets, and which sysctl settings would help, with the numbers behind it.
+
+Usage:
+  sudo tcptrace [flags]                 trace until Ctrl-C (or --duration), then report
+  sudo tcptrace [flags] -- COMMAND ...  trace while COMMAND runs; exit with its status
+  sudo tcptrace -e [flags]              print every event as it happens
+
+It traces the network namespace it runs in: use 'ip netns exec NS tcptrace'
+for another one, or --all-netns for every namespace.
+
+Examples:
+  sudo tcptrace -d 30s                          report on 30 seconds of traffic
+  sudo tcptrace -- wrk -c100 -d30s http://127.0.0.1:8080/
+  sudo tcptrace -e --port 8080                  live events for port 8080
+  sudo tcptrace -o json -d 10s | tail -1 | jq .recommendations
+
+Flags:
+`
+
+func parseFlags(args []string, stdout, stderr io.Writer) (session.Options, error) {
+	var o session.Options
+	fs := pflag.NewFlagSet("tcptrace", pflag.ContinueOnError)
+	fs.SetOutput(io.Discard) // errors are printed once, by run
+	fs.SortFlags = false
+	fs.SetInterspersed(false) // everything after the first non-flag is COMMAND
+
+	fs.BoolVarP(&o.Events, "events", "e", false, "print every event as it happens instead of a final report")
+	fs.DurationVarP(&o.Duration, "duration", "d", 0, "stop after this long (e.g. 30s, 5m); default: until Ctrl-C or COMMAND exits")
+	output := fs.StringP("output", "o", "text", "output format: text or json (JSON Lines for --events; the report as the last line)")
+	fs.IntVarP(&o.PID, "pid", "p", 0, "trace only sockets of this process")
+	fs.IntVar(&o.Port, "port", 0, "trace only sockets with this local or remote port")
+	v4 := fs.BoolP("ipv4", "4", false, "trace only IPv4")
+	v6 := fs.BoolP("ipv6", "6", false, "trace only IPv6")
+	fs.BoolVar(&o.AllNetNS, "all-netns", false, "trace every network namespace, not just tcptrace's own")
+	fs.DurationVarP(&o.Interval, "interval", "i", time.Second, "status line and census period")
+	fs.BoolVarP(&o.Quiet, "quiet", "q", false, "no status line while tracing")
+	fs.DurationVar(&o.CloseWaitThreshold, "close-wait-threshold", 30*time.Second, "report CLOSE_WAIT sockets at least this old as leaked")
+	fs.IntVar(&o.MaxSockets, "max-sockets", 1_000_000, "most sockets tracked at once (about 120 bytes each); the oldest are evicted past it")
+	ringMiB := fs.Int("ring-size", 8, "BPF ring buffer size in MiB (a power of two)")
+	fs.StringVar(&o.ReadyFile, "ready-file", "", "create this file once tracing has started")
+	_ = fs.MarkHidden("ready-file")
+	version := fs.Bool("version", false, "print the version and exit")
+	help := fs.BoolP("help", "h", false, "show this help")
+
+	usage := func(w io.Writer) {
+		fmt.Fprint(w, usageHead)
+		fmt.Fprint(w, fs.FlagUsages())
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, pflag.ErrHelp) {
+			usage(stdout)
+			return o, errHelp
+		}
+		usage(stderr)
+		return o, err
+	}
+	if *help {
+		usage(stdout)
+		return o, errHelp
+	}
+	if *version {
+		fmt.Fprintf(stdout, "tcptrace %s\n", session.Version)
+		return o, errHelp
+	}
+	o.Command = fs.Args()
+
+	switch strings.ToLower(*output) {
+	case "text":
+	case "json":
+		o.JSON = true
+	default:
+		return o, fmt.Errorf("--output %q: must be text or json", *output)
+	}
+	switch {
+	case *v4 && *v6:
+		return o, errors.New("-4 and -6 exclude each other: give at most one")
+	case *v4:
+		o.Family = event.IPv4
+	case *v6:
+		o.Family = event.IPv6
+	}
+	if o.Duration < 0 {
+		return o, fmt.Errorf("--duration %s: must not be negative", o.Duration)
+	}
+	if o.Interval <= 0 {
+		return o, fmt.Errorf("--interval %s: must be positive", o.Interval)
+	}
+	if o.CloseWaitThreshold < 0 {
+		return o, fmt.Errorf("--close-wait-threshold %s: must not be negative", o.CloseWaitThreshold)
+	}
+	if o.PID < 0 || o.PID > 1<<22 {
+		return o, fmt.Errorf("--pid %d: not a process id", o.PID)
+	}
+	if o.Port < 0 || o.Port > 65535 {
+		return o, fmt.Errorf("--port %d: must be 1-65535", o.Port)
+	}
+	if o.MaxSockets < 1000 {
+		return o, fmt.Errorf("--max-sockets %d: must be at least 1000", o.MaxSockets)
+	}
+	if m := *ringMiB; m < 1 || m > 1024 || m&(m-1) != 0 {
+		return o, fmt.Errorf("--ring-size %d: must be a power of two between 1 and 1024 (MiB)", m)
+	}
+	o.RingBytes = *ringMiB << 20
+	return o, nil
+}

@@ -1,0 +1,40 @@
+package render
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/tcptrace/tcptrace/internal/tracker"
+)
+
+// StatusLine is the one-line summary printed every interval while tracing.
+// closeWait is the census count of CLOSE_WAIT sockets (the truth for the
+// traced namespace); b.CloseWaitOld those of them past the threshold that
+// the events saw entering CLOSE_WAIT.
+func StatusLine(elapsed time.Duration, b tracker.Brief, closeWait int, drops uint64) string {
+	s := fmt.Sprintf("tcptrace %s: %s events | TIME_WAIT %s (peak %s, %s created) | FIN_WAIT2 orphans %s | CLOSE_WAIT %d",
+		elapsed.Truncate(time.Second), humanCount(float64(b.Events)), humanCount(float64(b.TimeWait)),
+		humanCount(float64(b.TimeWaitPeak)), humanCount(float64(b.TimeWaitCreated)), humanCount(float64(b.Orphans)), closeWait)
+	if b.CloseWaitOld > 0 {
+		s += fmt.Sprintf(" (%d old)", b.CloseWaitOld)
+	}
+	if b.ConnectFailures > 0 {
+		s += fmt.Sprintf(" | connect() EADDRNOTAVAIL %d", b.ConnectFailures)
+	}
+	if drops > 0 {
+		s += fmt.Sprintf(" | DROPPED %d", drops)
+	}
+	return s
+}
+
+// humanCount shortens a count: 999, 1.2k, 3.4M.
+func humanCount(v float64) string {
+	switch {
+	case v < 1000 && v > -1000:
+		return fmt.Sprintf("%.0f", v)
+	case v < 1e6 && v > -1e6:
+		return fmt.Sprintf("%.1fk", v/1e3)
+	default:
+		return fmt.Sprintf("%.1fM", v/1e6)
+	}
+}

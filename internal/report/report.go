@@ -1,0 +1,252 @@
+// Package report is tcptrace's final report: what happened to the traced
+// connections, who leaks, and what to change. Its JSON form is a contract
+// (README, "JSON report"); field names change only with a new major
+// version. Build assembles it from the tracker's statistics and the
+// host facts; the advisor fills Recommendations; the render package prints
+// it.
+package report
+
+import "time"
+
+// Report is the final report. The JSON object is the last line of
+// `tcptrace -o json`.
+type Report struct {
+	Type    string    `json:"type"` // always "report"
+	Version string    `json:"version"`
+	Kernel  string    `json:"kernel"`
+	Started time.Time `json:"started"`
+	// DurationS is how long tcptrace traced.
+	DurationS float64 `json:"duration_s"`
+	// Scope says what was traced: one network namespace (its inode) or
+	// all, and any filters.
+	Scope Scope `json:"scope"`
+	// Events counts records read from the kernel; Dropped those the kernel
+	// could not deliver because the ring buffer was full.
+	Events  uint64 `json:"events"`
+	Dropped uint64 `json:"dropped"`
+	// Complete is false when records were dropped or sockets evicted:
+	// some numbers below then undercount, and lifetimes that spanned a
+	// loss are left out.
+	Complete bool     `json:"complete"`
+	Tracking Tracking `json:"tracking"`
+	// Transitions counts full-socket state changes, keyed "OLD->NEW".
+	Transitions map[string]uint64 `json:"transitions"`
+	// States is the time spent in each state: full-socket states by their
+	// kernel names, "TIME_WAIT" and "FIN_WAIT2_ORPHAN" for the two kinds
+	// of mini-socket.
+	States          map[string]Durations `json:"states"`
+	TimeWait        TimeWait             `json:"time_wait"`
+	FinWait2Orphans Orphans              `json:"fin_wait2_orphans"`
+	CloseWait       CloseWait            `json:"close_wait"`
+	PortExhaustion  PortExhaustion       `json:"port_exhaustion"`
+	// Sysctl holds the settings read in the traced network namespace.
+	Sysctl map[string]string `json:"sysctl"`
+	// Netstat holds how much each /proc/net/netstat TcpExt counter grew
+	// while tracing.
+	Netstat         map[string]uint64 `json:"netstat"`
+	Recommendations []Advice          `json:"recommendations"`
+	// Command is the result of the command run with `tcptrace -- CMD`.
+	Command *Command `json:"command,omitempty"`
+}
+
+// Scope says what was traced.
+type Scope struct {
+	// NetNS is the traced network namespace's inode; 0 with AllNetNS.
+	NetNS    uint32 `json:"netns"`
+	AllNetNS bool   `json:"all_netns"`
+	PID      int    `json:"pid,omitempty"`
+	Port     int    `json:"port,omitempty"`
+	Family   string `json:"family,omitempty"`
+}
+
+// Tracking says how much the tracker held and what it had to leave out.
+type Tracking struct {
+	// Sockets is the number of full sockets tracked at the end; Evicted
+	// those dropped from tracking to stay under --max-sockets.
+	Sockets uint64 `json:"sockets"`
+	Evicted uint64 `json:"evicted"`
+	// Incomplete counts durations left out of States because records were
+	// lost while they ran.
+	Incomplete uint64 `json:"incomplete"`
+	// Inconsistent counts transitions whose old state was not the tracked
+	// one, a sign of a lost record.
+	Inconsistent uint64 `json:"inconsistent"`
+}
+
+// Durations summarizes time spent in one state, in milliseconds.
+type Durations struct {
+	Count uint64  `json:"count"`
+	P50   float64 `json:"p50_ms"`
+	P90   float64 `json:"p90_ms"`
+	P99   float64 `json:"p99_ms"`
+	Max   float64 `json:"max_ms"`
+	Mean  float64 `json:"mean_ms"`
+}
+
+// Ended counts how mini-sockets ended.
+type Ended struct {
+	// Expired: the timer ran out. Killed: removed early (reused by
+	// connect() under tcp_tw_reuse, an incoming SYN or RST, or the network
+	// namespace went away).
+	Expired uint64 `json:"expired"`
+	Killed  uint64 `json:"killed"`
+	// BecameTimeWait (orphans only): the peer's FIN arrived after all.
+	BecameTimeWait uint64 `json:"became_time_wait,omitempty"`
+	// Preexisting: ends of mini-sockets created before tracing began.
+	Preexisting uint64 `json:"preexisting"`
+}
+
+// ByRole counts by which side closed first.
+type ByRole struct {
+	Client uint64 `json:"client"`
+	Server uint64 `json:"server"`
+}
+
+// TimeWait describes TIME_WAIT mini-sockets.
+type TimeWait struct {
+	// Current is the population at the end: those seen starting and not
+	// ending, plus those found at start (Preexisting) not yet seen ending.
+	Current int64 `json:"current"`
+	// Peak is the highest population seen, PeakAtS seconds into tracing.
+	Peak    int64   `json:"peak"`
+	PeakAtS float64 `json:"peak_at_s"`
+	// Created counts mini-sockets that entered TIME_WAIT while tracing,
+	// FromOrphans of them FIN_WAIT2 orphans that got their FIN.
+	Created     uint64 `json:"created"`
+	FromOrphans uint64 `json:"from_orphans"`
+	// PeakPerS is the most created within one second.
+	PeakPerS uint64 `json:"peak_per_s"`
+	// Preexisting is how many existed when tracing began (census).
+	Preexisting int    `json:"preexisting"`
+	Ended       Ended  `json:"ended"`
+	ByRole      ByRole `json:"by_role"`
+	// Top lists the destinations with the most TIME_WAIT created.
+	Top []Destination `json:"top"`
+	// Lifetime is how long they lasted (complete lives only).
+	Lifetime Durations `json:"lifetime"`
+}
+
+// Destination is where TIME_WAIT mini-sockets pile up: for the client role
+// the remote address and port this host connects to, for the server role
+// its own listening address and port.
+type Destination struct {
+	Role  string `json:"role"`
+	Addr  string `json:"addr"`
+	Port  int    `json:"port"`
+	NetNS uint32 `json:"netns,omitempty"`
+	// Count is how many mini-sockets (TIME_WAIT or FIN_WAIT2 orphans) this
+	// destination got while tracing; Current and Peak their population.
+	Count    int64  `json:"count"`
+	Current  int64  `json:"current"`
+	Peak     int64  `json:"peak"`
+	PeakPerS uint64 `json:"peak_per_s"`
+}
+
+// Orphans describes FIN_WAIT2 orphans: the application closed, the peer
+// never sent its FIN, and the kernel holds the 4-tuple for
+// tcp_fin_timeout seconds.
+type Orphans struct {
+	Current  int64     `json:"current"`
+	Peak     int64     `json:"peak"`
+	Created  uint64    `json:"created"`
+	PeakPerS uint64    `json:"peak_per_s"`
+	Ended    Ended     `json:"ended"`
+	ByRole   ByRole    `json:"by_role"`
+	Lifetime Durations `json:"lifetime"`
+}
+
+// CloseWait describes sockets whose peer closed but whose application has
+// not: only the application can end them.
+type CloseWait struct {
+	// Current is how many are in CLOSE_WAIT at the end.
+	Current    int     `json:"current"`
+	ThresholdS float64 `json:"threshold_s"`
+	// Leaked lists those still open at the end and at least ThresholdS old.
+	Leaked []Leak `json:"leaked"`
+	// ByProcess groups Leaked by the process holding them.
+	ByProcess []LeakOwner `json:"by_process"`
+}
+
+// Leak is one CLOSE_WAIT socket past the threshold.
+type Leak struct {
+	PID     int    `json:"pid"`
+	Comm    string `json:"comm"`
+	Cmdline string `json:"cmdline"`
+	Laddr   string `json:"laddr"`
+	Lport   int    `json:"lport"`
+	Raddr   string `json:"raddr"`
+	Rport   int    `json:"rport"`
+	// AgeS is how long it has been in CLOSE_WAIT; for a Preexisting one,
+	// how long tcptrace has seen it, a lower bound.
+	AgeS        float64 `json:"age_s"`
+	Preexisting bool    `json:"preexisting"`
+	Inode       uint64  `json:"inode,omitempty"`
+	// Holders is how many processes share the socket's file (after fork).
+	Holders int `json:"holders,omitempty"`
+}
+
+// LeakOwner is a process holding leaked CLOSE_WAIT sockets.
+type LeakOwner struct {
+	PID     int     `json:"pid"`
+	Comm    string  `json:"comm"`
+	Cmdline string  `json:"cmdline"`
+	Count   int     `json:"count"`
+	OldestS float64 `json:"oldest_s"`
+	Lports  []int   `json:"lports"`
+	// Peers are the remote addresses (addr:port) of its leaked sockets, at
+	// most a few.
+	Peers []string `json:"peers"`
+}
+
+// PortExhaustion describes connect() calls that found no free local port.
+type PortExhaustion struct {
+	ConnectFailures uint64                `json:"connect_failures"`
+	ByDestination   []DestinationFailures `json:"by_destination"`
+	ByProcess       []ProcessFailures     `json:"by_process"`
+	// PortRange is net.ipv4.ip_local_port_range: how many local ports one
+	// (source address, destination) pair can use at once.
+	PortRange PortRange `json:"port_range"`
+}
+
+// DestinationFailures counts failed connects to one destination.
+type DestinationFailures struct {
+	Addr     string `json:"addr"`
+	Port     int    `json:"port"`
+	Failures uint64 `json:"failures"`
+	// TimeWait is how many TIME_WAIT sockets held ports to it at the peak.
+	TimeWaitPeak int64 `json:"time_wait_peak"`
+}
+
+// ProcessFailures counts failed connects by process.
+type ProcessFailures struct {
+	PID      int    `json:"pid"`
+	Comm     string `json:"comm"`
+	Failures uint64 `json:"failures"`
+}
+
+// PortRange is the ephemeral port range.
+type PortRange struct {
+	Low  int `json:"low"`
+	High int `json:"high"`
+	Size int `json:"size"`
+}
+
+// Advice is one recommendation. Advice that is not a sysctl (a CLOSE_WAIT
+// leak) has Sysctl "".
+type Advice struct {
+	ID          string `json:"id"`
+	Severity    string `json:"severity"` // "warning" or "info"
+	Sysctl      string `json:"sysctl"`
+	Current     string `json:"current"`
+	Recommended string `json:"recommended"`
+	// Reason says, for a sysadmin, what was seen and why the change helps.
+	Reason string `json:"reason"`
+	// Evidence holds the measured numbers behind the advice.
+	Evidence map[string]any `json:"evidence"`
+}
+
+// Command is the outcome of the command tcptrace ran.
+type Command struct {
+	Argv     []string `json:"argv"`
+	ExitCode int      `json:"exit_code"`
+}
