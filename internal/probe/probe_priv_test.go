@@ -1,0 +1,455 @@
+package probe
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/tcptrace/tcptrace/internal/event"
+	"github.com/tcptrace/tcptrace/internal/testnet"
+)
+
+// collector runs a probe and gathers its events through a Resolver.
+type collector struct {
+	p    *Probe
+	res  *event.Resolver
+	mu   sync.Mutex
+	evs  []event.Event
+	done chan error
+}
+
+func startProbe(t *testing.T, cfg Config) *collector {
+	t.Helper()
+	cfg.Poll = 20 * time.Millisecond
+	p, err := Open(cfg)
+	if err != nil {
+		t.Fatalf("Open: %+v", err)
+	}
+	c := &collector{p: p, res: event.NewResolver(p.HZ()), done: make(chan error, 1)}
+	t.Cleanup(func() { _ = p.Close() })
+	emit := func(e *event.Event) { c.evs = append(c.evs, *e) }
+	go func() {
+		var ev event.Event
+		for {
+			err := p.Read(&ev)
+			c.mu.Lock()
+			switch {
+			case err == nil:
+				c.res.Feed(&ev, emit)
+			case errors.Is(err, ErrIdle):
+			case errors.Is(err, ErrClosed):
+				c.res.Flush(^uint64(0), emit)
+				c.mu.Unlock()
+				c.done <- nil
+				return
+			default:
+				c.mu.Unlock()
+				c.done <- err
+				return
+			}
+			c.mu.Unlock()
+		}
+	}()
+	return c
+}
+
+// stop detaches, drains and returns every event, checking nothing was
+// dropped.
+func (c *collector) stop(t *testing.T) []event.Event {
+	t.Helper()
+	if err := c.p.Stop(); err != nil {
+		t.Fatalf("Stop: %v", err)
+	}
+	select {
+	case err := <-c.done:
+		if err != nil {
+			t.Fatalf("reading: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("reader did not finish after Stop")
+	}
+	drops, err := c.p.Drops()
+	if err != nil || drops != 0 {
+		t.Fatalf("drops = %d, %v; want 0", drops, err)
+	}
+	return c.evs
+}
+
+// lives groups transitions by socket, splitting a socket address that the
+// kernel reused at each CLOSE, and renders each life as "A->B,B->C".
+func lives(evs []event.Event) map[string]int {
+	open := map[uint64][]string{}
+	out := map[string]int{}
+	for _, e := range evs {
+		if e.Kind != event.Transition {
+			continue
+		}
+		open[e.Sock] = append(open[e.Sock], e.OldState.String()+"->"+e.NewState.String())
+		if e.NewState == event.Close {
+			out[strings.Join(open[e.Sock], ",")]++
+			delete(open, e.Sock)
+		}
+	}
+	for _, l := range open {
+		out[strings.Join(l, ",")+",…"]++
+	}
+	return out
+}
+
+const (
+	clientFirst = "CLOSE->SYN_SENT,SYN_SENT->ESTABLISHED,ESTABLISHED->FIN_WAIT1,FIN_WAIT1->FIN_WAIT2,FIN_WAIT2->CLOSE"
+	passiveEnd  = "LISTEN->SYN_RECV,SYN_RECV->ESTABLISHED,ESTABLISHED->CLOSE_WAIT,CLOSE_WAIT->LAST_ACK,LAST_ACK->CLOSE"
+	serverFirst = "LISTEN->SYN_RECV,SYN_RECV->ESTABLISHED,ESTABLISHED->FIN_WAIT1,FIN_WAIT1->FIN_WAIT2,FIN_WAIT2->CLOSE"
+	activeEnd   = "CLOSE->SYN_SENT,SYN_SENT->ESTABLISHED,ESTABLISHED->CLOSE_WAIT,CLOSE_WAIT->LAST_ACK,LAST_ACK->CLOSE"
+)
+
+// churn makes n connections in the namespace, one at a time, the client
+// or the server closing first; the other side closes on EOF.
+func churn(network, addr string, n int, serverCloses bool) error {
+	ln, err := net.Listen(network, addr)
+	if err != nil {
+		return err
+	}
+	defer ln.Close()
+	buf := make([]byte, 1)
+	for range n {
+		c, err := net.Dial(network, ln.Addr().String())
+		if err != nil {
+			return err
+		}
+		s, err := ln.Accept()
+		if err != nil {
+			return err
+		}
+		first, second := c, s
+		if serverCloses {
+			first, second = s, c
+		}
+		first.Close()
+		if _, err := second.Read(buf); err != io.EOF {
+			return fmt.Errorf("want EOF after the peer closed, got %v", err)
+		}
+		second.Close()
+	}
+	return nil
+}
+
+func TestProbeTransitions(t *testing.T) {
+	for _, tc := range []struct {
+		name         string
+		network      string
+		addr         string
+		family       event.Family
+		serverCloses bool
+		want         []string
+	}{
+		{"ipv4/client-closes-first", "tcp4", "127.0.0.1:0", event.IPv4, false, []string{clientFirst, passiveEnd}},
+		{"ipv4/server-closes-first", "tcp4", "127.0.0.1:0", event.IPv4, true, []string{serverFirst, activeEnd}},
+		{"ipv6/client-closes-first", "tcp6", "[::1]:0", event.IPv6, false, []string{clientFirst, passiveEnd}},
+		{"ipv6/server-closes-first", "tcp6", "[::1]:0", event.IPv6, true, []string{serverFirst, activeEnd}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ns := testnet.New(t)
+			c := startProbe(t, Config{NetNS: ns.Inode()})
+			const n = 20
+			ns.Do(t, func() error { return churn(tc.network, tc.addr, n, tc.serverCloses) })
+			time.Sleep(100 * time.Millisecond)
+			evs := c.stop(t)
+
+			got := lives(evs)
+			for _, w := range tc.want {
+				if got[w] != n {
+					t.Errorf("%d sockets lived %s, want %d; all lives: %v", got[w], w, n, got)
+				}
+			}
+			// Each connection leaves one TIME_WAIT mini-socket, on the
+			// side that closed first.
+			starts := 0
+			for _, e := range evs {
+				if e.Family != tc.family && e.Kind != event.Transition {
+					t.Errorf("event of family %s in an %s test", e.Family, tc.family)
+				}
+				if e.Kind != event.TimeWaitStart {
+					continue
+				}
+				starts++
+				if e.NewState != event.TimeWait || e.DurationNs < 59*1e9 || e.DurationNs > 61*1e9 {
+					t.Errorf("TIME_WAIT start %+v: want substate TIME_WAIT expiring in 60 s", e)
+				}
+			}
+			if starts != n {
+				t.Errorf("%d TIME_WAIT starts, want %d", starts, n)
+			}
+			checkTimeWaitSide(t, evs, tc.serverCloses)
+		})
+	}
+}
+
+// checkTimeWaitSide checks each TIME_WAIT mini-socket took over the
+// 4-tuple of the socket that closed first.
+func checkTimeWaitSide(t *testing.T, evs []event.Event, serverCloses bool) {
+	t.Helper()
+	listenPort := uint16(0)
+	for _, e := range evs {
+		if e.Kind == event.Transition && e.NewState == event.Listen {
+			listenPort = e.Local.Port()
+		}
+	}
+	for _, e := range evs {
+		if e.Kind != event.TimeWaitStart {
+			continue
+		}
+		if onServer := e.Local.Port() == listenPort; onServer != serverCloses {
+			t.Errorf("TIME_WAIT on %s (listener port %d): want it on the side that closed first", e.Local, listenPort)
+		}
+	}
+}
+
+func TestProbeConnectPID(t *testing.T) {
+	ns := testnet.New(t)
+	c := startProbe(t, Config{NetNS: ns.Inode()})
+	ns.Do(t, func() error { return churn("tcp4", "127.0.0.1:0", 1, false) })
+	evs := c.stop(t)
+	found := false
+	for _, e := range evs {
+		if e.Kind == event.Transition && e.OldState == event.Close && e.NewState == event.SynSent {
+			found = true
+			if int(e.PID) != os.Getpid() {
+				t.Errorf("SYN_SENT pid %d, want the connect()ing test process %d", e.PID, os.Getpid())
+			}
+			if e.Local.Port() != 0 || e.Remote.Port() == 0 {
+				t.Errorf("SYN_SENT %s -> %s: want no local port yet, a remote port", e.Local, e.Remote)
+			}
+		}
+		if e.NetNS != ns.Inode() {
+			t.Errorf("event from netns %d, want only %d", e.NetNS, ns.Inode())
+		}
+	}
+	if !found {
+		t.Fatal("no CLOSE -> SYN_SENT seen")
+	}
+}
+
+func TestProbeFinWait2Orphan(t *testing.T) {
+	ns := testnet.New(t)
+	ns.Sysctl(t, "net.ipv4.tcp_fin_timeout", "1")
+	c := startProbe(t, Config{NetNS: ns.Inode()})
+	var held net.Conn
+	ns.Do(t, func() error {
+		ln, err := net.Listen("tcp4", "127.0.0.1:0")
+		if err != nil {
+			return err
+		}
+		defer ln.Close()
+		cl, err := net.Dial("tcp4", ln.Addr().String())
+		if err != nil {
+			return err
+		}
+		held, err = ln.Accept() // the server never closes it
+		if err != nil {
+			return err
+		}
+		return cl.Close()
+	})
+	defer held.Close()
+	// The delayed ACK of the FIN (~40 ms) turns the client into an
+	// orphan; tcp_fin_timeout=1 ends it a second later.
+	time.Sleep(1500 * time.Millisecond)
+	evs := c.stop(t)
+	var start, end *event.Event
+	for i, e := range evs {
+		switch e.Kind {
+		case event.TimeWaitStart:
+			start = &evs[i]
+		case event.TimeWaitEnd:
+			end = &evs[i]
+		}
+	}
+	if start == nil || start.NewState != event.FinWait2 {
+		t.Fatalf("start %+v: want a FIN_WAIT2 orphan mini-socket", start)
+	}
+	if start.DurationNs < 900e6 || start.DurationNs > 1100e6 {
+		t.Errorf("orphan expires in %d ns, want tcp_fin_timeout = 1 s", start.DurationNs)
+	}
+	if end == nil || end.Cause != event.Expired || end.NewState != event.FinWait2 || end.DurationNs < 900e6 {
+		t.Fatalf("end %+v: want the orphan expired after ~1 s", end)
+	}
+}
+
+func TestProbeTimeWaitKilledByReuse(t *testing.T) {
+	ns := testnet.New(t)
+	c := startProbe(t, Config{NetNS: ns.Inode()})
+	ns.Do(t, func() error {
+		ln, err := net.Listen("tcp4", "127.0.0.1:0")
+		if err != nil {
+			return err
+		}
+		defer ln.Close()
+		// Server closes first: its TIME_WAIT is killed when the client
+		// comes back from the same port (the SYN is accepted).
+		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 45678},
+			Control: func(_, _ string, rc syscall.RawConn) error {
+				var serr error
+				err := rc.Control(func(fd uintptr) {
+					serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_REUSEADDR, 1)
+				})
+				return errors.Join(err, serr)
+			}}
+		for range 2 {
+			cl, err := d.Dial("tcp4", ln.Addr().String())
+			if err != nil {
+				return err
+			}
+			s, err := ln.Accept()
+			if err != nil {
+				return err
+			}
+			s.Close()
+			if _, err := cl.Read(make([]byte, 1)); err != io.EOF {
+				return fmt.Errorf("want EOF, got %v", err)
+			}
+			cl.Close()
+		}
+		return nil
+	})
+	time.Sleep(100 * time.Millisecond)
+	evs := c.stop(t)
+	var kinds []string
+	for _, e := range evs {
+		if e.Kind == event.TimeWaitStart || e.Kind == event.TimeWaitEnd {
+			kinds = append(kinds, e.Kind.String()+":"+e.Cause.String())
+		}
+	}
+	want := []string{"timewait_start:", "timewait_end:killed", "timewait_start:"}
+	if !slices.Equal(kinds, want) {
+		t.Fatalf("mini-socket events %v, want %v", kinds, want)
+	}
+}
+
+func TestProbeEADDRNOTAVAIL(t *testing.T) {
+	ns := testnet.New(t)
+	ns.Sysctl(t, "net.ipv4.ip_local_port_range", "40000 40003")
+	ns.Sysctl(t, "net.ipv4.tcp_tw_reuse", "0")
+	c := startProbe(t, Config{NetNS: ns.Inode()})
+	var dialErr error
+	ns.Do(t, func() error {
+		ln, err := net.Listen("tcp4", "127.0.0.2:0")
+		if err != nil {
+			return err
+		}
+		defer ln.Close()
+		// Client closes first: each connection leaves a TIME_WAIT holding
+		// one of the four local ports, and the fifth connect() finds none.
+		// Raw system calls: Go's net.Dial retries connect() on
+		// EADDRNOTAVAIL, and each try is a failure the kernel reports.
+		sa := &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 2}, Port: ln.Addr().(*net.TCPAddr).Port}
+		for range 10 {
+			fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, 0)
+			if err != nil {
+				return err
+			}
+			if err := syscall.Connect(fd, sa); err != nil {
+				syscall.Close(fd)
+				dialErr = err
+				return nil
+			}
+			s, err := ln.Accept()
+			if err != nil {
+				return err
+			}
+			syscall.Close(fd)
+			_, _ = s.Read(make([]byte, 1))
+			s.Close()
+		}
+		return errors.New("ten connects through a four-port range all succeeded")
+	})
+	if !errors.Is(dialErr, syscall.EADDRNOTAVAIL) {
+		t.Fatalf("connect failed with %v, want EADDRNOTAVAIL", dialErr)
+	}
+	evs := c.stop(t)
+	var fails []event.Event
+	for _, e := range evs {
+		if e.Kind == event.ConnectError {
+			fails = append(fails, e)
+		}
+	}
+	if len(fails) != 1 {
+		for _, f := range fails {
+			t.Logf("%+v", f)
+		}
+		t.Fatalf("%d connect errors, want 1", len(fails))
+	}
+	if f := fails[0]; int(f.PID) != os.Getpid() || f.Remote.Addr().String() != "127.0.0.2" || f.Remote.Port() == 0 {
+		t.Errorf("connect error %+v: want this process and the destination 127.0.0.2", f)
+	}
+}
+
+func TestProbeThousandConnections(t *testing.T) {
+	ns := testnet.New(t)
+	c := startProbe(t, Config{NetNS: ns.Inode()})
+	const n = 1000
+	ns.Do(t, func() error { return churn("tcp4", "127.0.0.1:0", n, true) })
+	time.Sleep(100 * time.Millisecond)
+	evs := c.stop(t)
+	got := lives(evs)
+	if got[serverFirst] != n || got[activeEnd] != n {
+		t.Fatalf("lives %v: want %d of each", got, n)
+	}
+	transitions, starts := 0, 0
+	for _, e := range evs {
+		switch e.Kind {
+		case event.Transition:
+			transitions++
+		case event.TimeWaitStart:
+			starts++
+		}
+	}
+	// 10 per connection, plus the listener's CLOSE->LISTEN and LISTEN->CLOSE.
+	if transitions != 10*n+2 || starts != n {
+		t.Errorf("%d transitions and %d TIME_WAIT starts, want %d and %d", transitions, starts, 10*n+2, n)
+	}
+}
+
+func TestProbeFilters(t *testing.T) {
+	ns := testnet.New(t)
+	c := startProbe(t, Config{NetNS: ns.Inode(), Family: event.IPv6})
+	ns.Do(t, func() error {
+		if err := churn("tcp4", "127.0.0.1:0", 3, false); err != nil {
+			return err
+		}
+		return churn("tcp6", "[::1]:0", 3, false)
+	})
+	time.Sleep(50 * time.Millisecond)
+	for _, e := range c.stop(t) {
+		if e.Family != event.IPv6 {
+			t.Fatalf("IPv6 filter let through %+v", e)
+		}
+	}
+
+	ns2 := testnet.New(t)
+	c = startProbe(t, Config{NetNS: ns2.Inode(), Port: 45999})
+	ns2.Do(t, func() error {
+		if err := churn("tcp4", "127.0.0.1:45999", 2, true); err != nil {
+			return err
+		}
+		return churn("tcp4", "127.0.0.1:0", 2, true)
+	})
+	time.Sleep(50 * time.Millisecond)
+	evs := c.stop(t)
+	if len(evs) == 0 {
+		t.Fatal("port filter let nothing through")
+	}
+	for _, e := range evs {
+		if e.Local.Port() != 45999 && e.Remote.Port() != 45999 {
+			t.Fatalf("port filter let through %s -> %s", e.Local, e.Remote)
+		}
+	}
+}

@@ -1,0 +1,310 @@
+package tracker
+
+import (
+	"net/netip"
+	"testing"
+
+	"github.com/tcptrace/tcptrace/internal/event"
+)
+
+const ms = uint64(1_000_000)
+
+// seq builds synthetic kernel records the way the probe decodes them.
+type seq struct {
+	evs []event.Event
+	ts  uint64
+}
+
+func (s *seq) at(ts uint64) *seq { s.ts = ts; return s }
+
+func (s *seq) tr(sock uint64, pid uint32, comm string, local, remote string, old, new event.State) *seq {
+	e := event.Event{Kind: event.Transition, TimeNs: s.ts, Sock: sock, PID: pid, Family: event.IPv4,
+		NetNS: 1, OldState: old, NewState: new,
+		Local: netip.MustParseAddrPort(local), Remote: netip.MustParseAddrPort(remote)}
+	copy(e.Comm[:], comm)
+	if old == event.SynSent && new == event.Close && e.Local.Port() == 0 {
+		e.Flags = event.FlagConnectFailed
+	}
+	s.evs = append(s.evs, e)
+	return s
+}
+
+func (s *seq) tw(kind event.Kind, sock uint64, sub event.State, local, remote string) *seq {
+	e := event.Event{Kind: kind, TimeNs: s.ts, Sock: sock, Family: event.IPv4, NetNS: 1, NewState: sub,
+		Local: netip.MustParseAddrPort(local), Remote: netip.MustParseAddrPort(remote)}
+	if kind == event.TimerStart {
+		e.ExpiresTicks = 15000
+		if sub == event.FinWait2 {
+			e.ExpiresTicks = 250 * 60
+		}
+	}
+	s.evs = append(s.evs, e)
+	return s
+}
+
+// connection appends one loopback connection from client port cport to the
+// server on :80, with the given side closing first, starting at ts.
+func (s *seq) connection(ts uint64, n uint64, cport int, serverCloses bool) *seq {
+	c, sv := 1000+n*2, 1001+n*2
+	tw := 5000 + n
+	cl := netip.AddrPortFrom(netip.MustParseAddr("10.0.0.1"), uint16(cport)).String()
+	srv := "10.0.0.2:80"
+	s.at(ts).tr(c, 10, "client", "10.0.0.1:0", srv, event.Close, event.SynSent)
+	s.at(ts+1*ms).tr(c, 10, "client", cl, srv, event.SynSent, event.Established)
+	s.at(ts+1*ms).tr(sv, 10, "client", srv, "0.0.0.0:0", event.Listen, event.SynRecv)
+	s.at(ts+1*ms).tr(sv, 10, "client", srv, cl, event.SynRecv, event.Established)
+	if serverCloses {
+		s.at(ts+5*ms).tr(sv, 20, "server", srv, cl, event.Established, event.FinWait1)
+		s.at(ts+5*ms).tr(c, 20, "server", cl, srv, event.Established, event.CloseWait)
+		s.at(ts+6*ms).tr(c, 10, "client", cl, srv, event.CloseWait, event.LastAck)
+		s.at(ts+6*ms).tr(sv, 10, "client", srv, cl, event.FinWait1, event.FinWait2)
+		s.at(ts+7*ms).tw(event.TimerStart, tw, event.TimeWait, srv, cl)
+		s.at(ts+7*ms).tr(sv, 10, "client", "10.0.0.2:80", cl, event.FinWait2, event.Close)
+		s.at(ts+7*ms).tr(c, 10, "client", cl, srv, event.LastAck, event.Close)
+	} else {
+		s.at(ts+5*ms).tr(c, 10, "client", cl, srv, event.Established, event.FinWait1)
+		s.at(ts+5*ms).tr(sv, 10, "client", srv, cl, event.Established, event.CloseWait)
+		s.at(ts+6*ms).tr(sv, 20, "server", srv, cl, event.CloseWait, event.LastAck)
+		s.at(ts+6*ms).tr(c, 20, "server", cl, srv, event.FinWait1, event.FinWait2)
+		s.at(ts+7*ms).tw(event.TimerStart, tw, event.TimeWait, cl, srv)
+		s.at(ts+7*ms).tr(c, 20, "server", cl, srv, event.FinWait2, event.Close)
+		s.at(ts+7*ms).tr(sv, 20, "server", srv, cl, event.LastAck, event.Close)
+	}
+	return s
+}
+
+func feed(t *Tracker, s *seq) {
+	for i := range s.evs {
+		t.Feed(&s.evs[i])
+	}
+}
+
+func newTracker(emit func(*event.Event)) *Tracker {
+	tr := New(Config{HZ: 250}, emit)
+	tr.ObserveListener(1, 80, 20)
+	return tr
+}
+
+func TestTransitionsAndDwell(t *testing.T) {
+	var s seq
+	for i := range 10 {
+		s.connection(uint64(i)*100*ms+1, uint64(i), 40000+i, true)
+	}
+	var seen []event.Event
+	tr := newTracker(func(e *event.Event) { seen = append(seen, *e) })
+	feed(tr, &s)
+	tr.Flush(^uint64(0))
+	st := tr.Stats()
+
+	want := map[[2]event.State]uint64{
+		{event.Close, event.SynSent}: 10, {event.SynSent, event.Established}: 10,
+		{event.Listen, event.SynRecv}: 10, {event.SynRecv, event.Established}: 10,
+		{event.Established, event.FinWait1}: 10, {event.Established, event.CloseWait}: 10,
+		{event.CloseWait, event.LastAck}: 10, {event.FinWait1, event.FinWait2}: 10,
+		{event.FinWait2, event.Close}: 10, {event.LastAck, event.Close}: 10,
+	}
+	for _, tc := range st.Transitions {
+		if want[[2]event.State{tc.From, tc.To}] != tc.Count {
+			t.Errorf("%s->%s = %d, want %d", tc.From, tc.To, tc.Count, want[[2]event.State{tc.From, tc.To}])
+		}
+		delete(want, [2]event.State{tc.From, tc.To})
+	}
+	if len(want) != 0 {
+		t.Errorf("missing transitions %v", want)
+	}
+	est := st.Dwell[event.Established]
+	if est.Count != 20 || est.Max < 3*ms || est.Max > 5*ms {
+		t.Errorf("ESTABLISHED dwell %+v, want 20 samples of 4-5 ms", est)
+	}
+	if cw := st.Dwell[event.CloseWait]; cw.Count != 10 || cw.P50 < ms*9/10 || cw.P50 > ms*11/10 {
+		t.Errorf("CLOSE_WAIT dwell %+v, want 10 samples of ~1 ms", cw)
+	}
+	if st.Tracked != 0 {
+		t.Errorf("tracked %d sockets after every one closed", st.Tracked)
+	}
+	if st.TimeWait.Created != 10 || st.TimeWait.Now != 10 || st.TimeWait.ByRole[RoleServer] != 10 {
+		t.Errorf("TIME_WAIT %+v, want 10 created, 10 now, all server side", st.TimeWait)
+	}
+	if len(st.Destinations) != 1 || st.Destinations[0].Role != RoleServer || st.Destinations[0].Port != 80 ||
+		st.Destinations[0].Created != 10 {
+		t.Errorf("destinations %+v, want one server destination :80 with 10", st.Destinations)
+	}
+
+	// The events carry what the tracker learned: ms in the old state and
+	// the owner, not the task the kernel happened to interrupt.
+	for _, e := range seen {
+		if e.Kind != event.Transition {
+			continue
+		}
+		if e.OldState == event.Established && e.NewState == event.CloseWait {
+			if e.OwnerPID != 10 {
+				t.Errorf("client socket's packet-driven CLOSE_WAIT attributed to pid %d, want the connect()er 10", e.OwnerPID)
+			}
+			if e.PhaseNs != 4*ms {
+				t.Errorf("ESTABLISHED lasted %d ns, want 4 ms", e.PhaseNs)
+			}
+		}
+		if e.OldState == event.Listen && e.NewState == event.SynRecv && e.OwnerPID != 20 {
+			t.Errorf("accepted socket attributed to pid %d, want the listener's owner 20", e.OwnerPID)
+		}
+	}
+}
+
+func TestClientRoleAndDestination(t *testing.T) {
+	var s seq
+	for i := range 5 {
+		s.connection(uint64(i)*10*ms+1, uint64(i), 50000+i, false)
+	}
+	tr := newTracker(nil)
+	feed(tr, &s)
+	st := tr.Stats()
+	if st.TimeWait.ByRole[RoleClient] != 5 || st.TimeWait.ByRole[RoleServer] != 0 {
+		t.Fatalf("by role %v, want 5 client", st.TimeWait.ByRole)
+	}
+	d := st.Destinations[0]
+	if d.Role != RoleClient || d.Addr != netip.MustParseAddr("10.0.0.2") || d.Port != 80 || d.Now != 5 || d.Peak != 5 {
+		t.Errorf("destination %+v, want client -> 10.0.0.2:80 with 5", d)
+	}
+	if st.TimeWait.PeakPerSec != 5 {
+		t.Errorf("peak per second %d, want 5", st.TimeWait.PeakPerSec)
+	}
+}
+
+func TestTimeWaitEndsUpdateDestination(t *testing.T) {
+	var s seq
+	s.connection(1, 0, 40000, true)
+	s.at(60*1000*ms).tw(event.TimerCancel, 5000, event.TimeWait, "10.0.0.2:80", "10.0.0.1:40000")
+	s.at(60*1000*ms+10).tw(event.TimerExpire, 5000, event.TimeWait, "10.0.0.2:80", "10.0.0.1:40000")
+	tr := newTracker(nil)
+	feed(tr, &s)
+	st := tr.Stats()
+	if st.TimeWait.Now != 0 || st.TimeWait.Expired != 1 || st.Destinations[0].Now != 0 {
+		t.Fatalf("after expiry: %+v, dest %+v", st.TimeWait, st.Destinations[0])
+	}
+	if l := st.TimeWaitLife; l.Count != 1 || l.Max < 59*1000*ms {
+		t.Errorf("TIME_WAIT life %+v, want one of ~60 s", l)
+	}
+}
+
+func TestOrphanBecomesTimeWait(t *testing.T) {
+	var s seq
+	s.at(1).tw(event.TimerStart, 7, event.FinWait2, "10.0.0.1:4000", "10.0.0.2:80")
+	s.at(2*ms).tw(event.TimerCancel, 7, event.TimeWait, "10.0.0.1:4000", "10.0.0.2:80")
+	s.at(2*ms+100).tw(event.TimerStart, 7, event.TimeWait, "10.0.0.1:4000", "10.0.0.2:80")
+	tr := newTracker(nil)
+	feed(tr, &s)
+	tr.Flush(^uint64(0))
+	st := tr.Stats()
+	if st.Orphans.Created != 1 || st.Orphans.Now != 0 || st.Orphans.BecameTW != 1 {
+		t.Errorf("orphans %+v", st.Orphans)
+	}
+	if st.TimeWait.Created != 1 || st.TimeWait.FromOrphans != 1 || st.TimeWait.Now != 1 {
+		t.Errorf("time wait %+v", st.TimeWait)
+	}
+	if st.OrphanLife.Count != 1 {
+		t.Errorf("orphan phase not recorded: %+v", st.OrphanLife)
+	}
+}
+
+func TestCloseWaitLeakAges(t *testing.T) {
+	var s seq
+	// Server never closes: its sockets sit in CLOSE_WAIT.
+	for i := range 3 {
+		ts := uint64(i)*1000*ms + 1
+		cl := netip.AddrPortFrom(netip.MustParseAddr("10.0.0.1"), uint16(41000+i)).String()
+		sv := uint64(900 + i)
+		s.at(ts).tr(sv, 1, "c", "10.0.0.2:80", "0.0.0.0:0", event.Listen, event.SynRecv)
+		s.at(ts+1).tr(sv, 1, "c", "10.0.0.2:80", cl, event.SynRecv, event.Established)
+		s.at(ts+2*ms).tr(sv, 1, "c", "10.0.0.2:80", cl, event.Established, event.CloseWait)
+	}
+	// The middle one is closed after all.
+	s.at(5000*ms).tr(901, 20, "server", "10.0.0.2:80", "10.0.0.1:41001", event.CloseWait, event.LastAck)
+	tr := newTracker(nil)
+	feed(tr, &s)
+	st := tr.Stats()
+	if len(st.CloseWait) != 2 || st.CloseWait[0].Sock != 900 || st.CloseWait[1].Sock != 902 {
+		t.Fatalf("CLOSE_WAIT list %+v, want 900 then 902", st.CloseWait)
+	}
+	if st.CloseWait[0].OwnerPID != 20 || st.CloseWait[0].Remote.Port() != 41000 {
+		t.Errorf("leak %+v: want owner 20 (the listener's) and peer port 41000", st.CloseWait[0])
+	}
+	b := tr.Brief(31000*ms, 30000*ms)
+	if b.CloseWait != 2 || b.CloseWaitOld != 1 {
+		t.Errorf("brief %+v: want 2 in CLOSE_WAIT, 1 older than 30 s", b)
+	}
+}
+
+func TestConnectFailure(t *testing.T) {
+	var s seq
+	s.at(1).tr(1, 77, "curl", "0.0.0.0:0", "10.0.0.5:443", event.Close, event.SynSent)
+	s.at(2).tr(1, 77, "curl", "0.0.0.0:0", "10.0.0.5:443", event.SynSent, event.Close)
+	// A refused connect had a port: not a port-exhaustion failure.
+	s.at(3).tr(2, 77, "curl", "0.0.0.0:0", "10.0.0.5:444", event.Close, event.SynSent)
+	s.at(4).tr(2, 77, "curl", "10.0.0.1:40001", "10.0.0.5:444", event.SynSent, event.Close)
+	tr := newTracker(nil)
+	feed(tr, &s)
+	st := tr.Stats()
+	if st.ConnectFailures != 1 || len(st.ConnectProcs) != 1 || st.ConnectProcs[0].Comm != "curl" {
+		t.Fatalf("failures %d by %+v, want 1 by curl", st.ConnectFailures, st.ConnectProcs)
+	}
+	if d := st.Destinations[0]; d.Port != 443 || d.ConnectFailures != 1 {
+		t.Errorf("destination %+v", d)
+	}
+}
+
+func TestEvictionAndIncomplete(t *testing.T) {
+	tr := New(Config{MaxSockets: 4, HZ: 250}, nil)
+	var s seq
+	for i := range 6 {
+		s.at(uint64(i)+1).tr(uint64(100+i), 1, "x", "0.0.0.0:0", "10.0.0.5:443", event.Close, event.SynSent)
+	}
+	feed(tr, &s)
+	st := tr.Stats()
+	if st.Evicted != 2 || st.Tracked != 4 || st.Now[event.SynSent] != 4 {
+		t.Errorf("evicted %d tracked %d syn_sent %d, want 2, 4, 4", st.Evicted, st.Tracked, st.Now[event.SynSent])
+	}
+
+	// A record whose CPU reports drops marks durations that spanned it.
+	tr = newTracker(nil)
+	var s2 seq
+	s2.at(1).tr(1, 1, "x", "0.0.0.0:0", "10.0.0.5:443", event.Close, event.SynSent)
+	s2.at(2).tr(1, 1, "x", "10.0.0.1:1", "10.0.0.5:443", event.SynSent, event.Established)
+	s2.evs[1].Drops = 3
+	s2.at(3).tr(1, 1, "x", "10.0.0.1:1", "10.0.0.5:443", event.Established, event.FinWait1)
+	s2.evs[2].Drops = 3
+	feed(tr, &s2)
+	st = tr.Stats()
+	// The loss came before the second record: SYN_SENT's duration spans
+	// it, ESTABLISHED's does not.
+	if st.LostRecords != 3 || st.Incomplete != 1 || st.Dwell[event.SynSent].Count != 0 || st.Dwell[event.Established].Count != 1 {
+		t.Errorf("lost %d incomplete %d dwell %+v: want 3, 1, only ESTABLISHED", st.LostRecords, st.Incomplete, st.Dwell)
+	}
+}
+
+func TestHistQuantiles(t *testing.T) {
+	var h Hist
+	for i := uint64(1); i <= 1000; i++ {
+		h.Add(i * ms)
+	}
+	for _, c := range []struct {
+		q    float64
+		want uint64
+	}{{0.5, 500 * ms}, {0.9, 900 * ms}, {0.99, 990 * ms}} {
+		got := h.Quantile(c.q)
+		if got < c.want*94/100 || got > c.want*106/100 {
+			t.Errorf("q%.2f = %d, want %d within 6%%", c.q, got, c.want)
+		}
+	}
+	if h.Max() != 1000*ms || h.Count() != 1000 {
+		t.Errorf("max %d count %d", h.Max(), h.Count())
+	}
+	var empty Hist
+	if empty.Quantile(0.5) != 0 || empty.Mean() != 0 {
+		t.Error("empty histogram not zero")
+	}
+	for v := uint64(0); v < 1<<20; v = v*3 + 1 {
+		if m := bucketMid(bucketOf(v)); v > 16 && (m < v*15/16 || m > v*17/16) {
+			t.Errorf("bucket of %d has midpoint %d", v, m)
+		}
+	}
+}
