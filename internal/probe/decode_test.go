@@ -12,24 +12,24 @@ import (
 // A record as the kernel writes it, field by field (little endian), for
 // a transition of an IPv4 socket 127.0.0.1:40000 -> 127.0.0.1:8080.
 var goldenRecord = strings.Join([]string{
-	"00ca9a3b00000000", // ts_ns = 1e9
-	"0080a10281888fff", // skaddr = 0xffff8f888102a18000
-	"39300000",         // pid = 12345
-	"3a300000",         // tid = 12346
-	"000000f0",         // netns = 4026531840
-	"02000000",         // drops = 2
-	"00000000",         // expires
+	"00ca9a3b00000000",                 // ts_ns = 1e9
+	"0080a10281888fff",                 // skaddr = 0xffff8f888102a18000
+	"39300000",                         // pid = 12345
+	"3a300000",                         // tid = 12346
+	"000000f0",                         // netns = 4026531840
+	"02000000",                         // drops = 2
+	"00000000",                         // expires
 	"7f000001000000000000000000000000", // saddr
 	"7f000001000000000000000000000000", // daddr
-	"409c",     // sport = 40000
-	"901f",     // dport = 8080
-	"0100",     // cpu = 1
-	"01",       // kind = transition
-	"02",       // family = AF_INET
-	"01",       // oldstate = ESTABLISHED
-	"04",       // newstate = FIN_WAIT1
-	"00",       // flags
-	"00",       // pad
+	"409c",                             // sport = 40000
+	"901f",                             // dport = 8080
+	"0100",                             // cpu = 1
+	"01",                               // kind = transition
+	"02",                               // family = AF_INET
+	"01",                               // oldstate = ESTABLISHED
+	"04",                               // newstate = FIN_WAIT1
+	"00",                               // flags
+	"00",                               // pad
 	"6375726c000000000000000000000000", // comm = "curl"
 }, "")
 

@@ -51,16 +51,16 @@ var ErrIdle = errors.New("no records for a poll period")
 
 // Probe is a loaded and attached set of tcptrace programs.
 type Probe struct {
-	cfg      Config
-	sock     sockstateObjects
-	tw       timewaitObjects
-	links    []link.Link
-	reader   *ringbuf.Reader
-	rec      ringbuf.Record
-	hz       int
-	stop     sync.Once
-	stopErr  error
-	closed   bool
+	cfg     Config
+	sock    sockstateObjects
+	tw      timewaitObjects
+	links   []link.Link
+	reader  *ringbuf.Reader
+	rec     ringbuf.Record
+	hz      int
+	stop    sync.Once
+	stopErr error
+	closed  bool
 }
 
 // DefaultRingBytes is the default ring buffer size.
