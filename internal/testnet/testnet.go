@@ -20,6 +20,9 @@ import (
 // CI=true: CI runs as root, so there a missing privilege is a failure.
 func RequireRoot(t testing.TB) {
 	t.Helper()
+	if testing.Short() && os.Getenv("CI") != "true" {
+		t.Skip("skipping privileged test in -short mode")
+	}
 	if os.Geteuid() == 0 {
 		return
 	}

@@ -1,0 +1,48 @@
+# tcptrace: `make help` lists the targets.
+.DEFAULT_GOAL := build
+GO      ?= go
+# The BPF objects are committed; `make generate` rebuilds them with this
+# exact compiler (Debian bookworm's clang-19) so the output is byte for byte
+# the same as what is committed.
+CLANG   ?= clang-19
+CLANG_VERSION := 19.1.7
+
+.PHONY: help build test test-unit generate check-generate bench fuzz vet clean
+
+help: ## Show the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+build: ## Build ./tcptrace and ./tcpchurn (no clang needed)
+	$(GO) build -o tcptrace ./cmd/tcptrace
+	$(GO) build -o tcpchurn ./cmd/tcpchurn
+
+test: ## Run every test; as root the BPF tests run for real (sudo make test)
+	scripts/setup.sh
+	$(GO) vet ./...
+	$(GO) test -count=1 ./...
+
+test-unit: ## Run only the tests that need no root
+	$(GO) test -count=1 -short ./...
+
+generate: ## Rebuild the BPF objects from bpf/*.c with the pinned clang
+	scripts/setup.sh --generate
+	@$(CLANG) --version | grep -q 'version $(CLANG_VERSION)' || { \
+		echo "make generate: need $(CLANG) $(CLANG_VERSION) (Debian bookworm clang-19) to reproduce the committed objects; found: $$($(CLANG) --version | head -1)" >&2; exit 1; }
+	cd internal/probe && $(GO) generate ./...
+
+check-generate: generate ## Fail if the committed BPF objects are not what bpf/ builds
+	@git diff --exit-code -- internal/probe || { \
+		echo "check-generate: the generated BPF files differ from the committed ones: run make generate and commit" >&2; exit 1; }
+
+bench: build ## Benchmark: tcptrace vs untraced vs tcpstates on a loopback storm
+	scripts/bench.sh
+
+fuzz: ## Fuzz the decoders of outside bytes for a while each
+	$(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime 30s ./internal/probe
+	$(GO) test -run '^$$' -fuzz FuzzReadNetstat -fuzztime 30s ./internal/hostinfo
+
+vet: ## go vet
+	$(GO) vet ./...
+
+clean: ## Remove built binaries
+	rm -f tcptrace tcpchurn

@@ -1,0 +1,35 @@
+#!/bin/sh
+# setup.sh installs what tcptrace's tests need on Debian or Ubuntu:
+#   scripts/setup.sh             the tests: iproute2 (ip netns)
+#   scripts/setup.sh --generate  also clang-19, llvm-19 and libbpf-dev (make generate)
+#   scripts/setup.sh --bench     also libbpf-tools (the tcpstates peer for make bench)
+# It does nothing when everything is there, so it is cheap to run each time.
+set -eu
+
+need=""
+command -v ip >/dev/null 2>&1 || need="$need iproute2"
+for arg in "$@"; do
+	case "$arg" in
+	--generate)
+		command -v clang-19 >/dev/null 2>&1 || need="$need clang-19"
+		command -v llvm-strip-19 >/dev/null 2>&1 || need="$need llvm-19"
+		[ -f /usr/include/bpf/bpf_helpers.h ] || need="$need libbpf-dev"
+		;;
+	--bench)
+		[ -x /usr/sbin/tcpstates ] || command -v tcpstates >/dev/null 2>&1 || need="$need libbpf-tools"
+		;;
+	*)
+		echo "setup.sh: unknown option $arg (want --generate or --bench)" >&2
+		exit 2
+		;;
+	esac
+done
+
+[ -z "$need" ] && exit 0
+if [ "$(id -u)" != 0 ]; then
+	echo "setup.sh: missing Debian packages:$need; run as root (sudo make ...) or: sudo apt-get install$need" >&2
+	exit 1
+fi
+echo "setup.sh: installing$need" >&2
+apt-get update -qq
+DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $need >/dev/null
