@@ -44,6 +44,7 @@ func Decode(b []byte, ev *event.Event) error {
 	}
 	b = b[:RecordSize]
 	le := binary.LittleEndian
+	*ev = event.Event{} // the caller reuses ev: nothing may carry over
 
 	kind := sockstateTtKind(b[offKind])
 	switch kind {
@@ -74,11 +75,9 @@ func Decode(b []byte, ev *event.Event) error {
 	ev.Remote = netip.AddrPortFrom(dst, le.Uint16(b[offDport:]))
 	ev.OldState = event.State(b[offOld])
 	ev.NewState = event.State(b[offNew])
-	ev.Flags = 0
 	if sockstateTtFlags(b[offFlags])&sockstateTtFlagsTT_F_CONNECT_FAILED != 0 {
 		ev.Flags |= event.FlagConnectFailed
 	}
-	ev.Cause = event.CauseNone
 	ev.CPU = le.Uint16(b[offCPU:])
 	ev.TimeNs = le.Uint64(b[offTs:])
 	ev.Sock = le.Uint64(b[offSk:])
@@ -87,6 +86,5 @@ func Decode(b []byte, ev *event.Event) error {
 	ev.NetNS = le.Uint32(b[offNetns:])
 	ev.Drops = le.Uint32(b[offDrops:])
 	ev.ExpiresTicks = le.Uint32(b[offExpires:])
-	ev.DurationNs = 0
 	return nil
 }

@@ -1,0 +1,96 @@
+package main
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tcptrace/tcptrace/internal/event"
+	"github.com/tcptrace/tcptrace/internal/session"
+)
+
+func TestParseFlags(t *testing.T) {
+	tests := []struct {
+		args    []string
+		check   func(t *testing.T, o session.Options)
+		wantErr string
+	}{
+		{args: nil, check: func(t *testing.T, o session.Options) {
+			if o.Events || o.JSON || o.Interval != time.Second || o.CloseWaitThreshold != 30*time.Second ||
+				o.RingBytes != 8<<20 || o.MaxSockets != 1_000_000 {
+				t.Errorf("defaults: %+v", o)
+			}
+		}},
+		{args: []string{"-e", "-o", "json", "-d", "5s", "-p", "42", "--port", "8080", "-6", "--all-netns", "-q"},
+			check: func(t *testing.T, o session.Options) {
+				if !o.Events || !o.JSON || o.Duration != 5*time.Second || o.PID != 42 || o.Port != 8080 ||
+					o.Family != event.IPv6 || !o.AllNetNS || !o.Quiet {
+					t.Errorf("parsed %+v", o)
+				}
+			}},
+		{args: []string{"--events", "--output=text", "-4", "--interval", "250ms", "--close-wait-threshold", "1m"},
+			check: func(t *testing.T, o session.Options) {
+				if !o.Events || o.JSON || o.Family != event.IPv4 || o.Interval != 250*time.Millisecond ||
+					o.CloseWaitThreshold != time.Minute {
+					t.Errorf("parsed %+v", o)
+				}
+			}},
+		{args: []string{"-d", "3s", "--", "wrk", "-c", "10", "http://127.0.0.1/"},
+			check: func(t *testing.T, o session.Options) {
+				if strings.Join(o.Command, " ") != "wrk -c 10 http://127.0.0.1/" || o.Duration != 3*time.Second {
+					t.Errorf("command %q duration %s", o.Command, o.Duration)
+				}
+			}},
+		{args: []string{"sleep", "1"}, check: func(t *testing.T, o session.Options) {
+			if strings.Join(o.Command, " ") != "sleep 1" {
+				t.Errorf("command %q", o.Command)
+			}
+		}},
+		{args: []string{"--bogus"}, wantErr: "unknown flag: --bogus"},
+		{args: []string{"-o", "yaml"}, wantErr: "must be text or json"},
+		{args: []string{"-4", "-6"}, wantErr: "exclude each other"},
+		{args: []string{"--port", "70000"}, wantErr: "must be 1-65535"},
+		{args: []string{"-d", "soon"}, wantErr: "invalid argument"},
+		{args: []string{"-i", "0s"}, wantErr: "must be positive"},
+		{args: []string{"--ring-size", "3"}, wantErr: "power of two"},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			var out, errOut bytes.Buffer
+			o, err := parseFlags(tt.args, &out, &errOut)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("err = %v, want %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			tt.check(t, o)
+		})
+	}
+}
+
+func TestRunExitCodes(t *testing.T) {
+	var out, errOut bytes.Buffer
+	if code := run([]string{"--nope"}, &out, &errOut); code != 2 {
+		t.Errorf("unknown flag: exit %d, want 2", code)
+	}
+	if !strings.Contains(errOut.String(), "Usage:") || !strings.Contains(errOut.String(), "unknown flag: --nope") {
+		t.Errorf("unknown flag: stderr %q lacks the error and the usage", errOut.String())
+	}
+	out.Reset()
+	errOut.Reset()
+	if code := run([]string{"--help"}, &out, &errOut); code != 0 || !strings.Contains(out.String(), "--close-wait-threshold") {
+		t.Errorf("--help: exit %d, stdout %q", code, out.String())
+	}
+	if strings.Contains(out.String(), "ready-file") {
+		t.Error("--help shows the hidden --ready-file")
+	}
+	out.Reset()
+	if code := run([]string{"--version"}, &out, &errOut); code != 0 || !strings.HasPrefix(out.String(), "tcptrace ") {
+		t.Errorf("--version: exit %d, stdout %q", code, out.String())
+	}
+}
