@@ -1,0 +1,763 @@
+package render
+
+import (
+	"cmp"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"net"
+	"slices"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/tcptrace/tcptrace/internal/report"
+)
+
+// WriteReportJSON writes r as one line of JSON ending in "\n", the last
+// line of `tcptrace -o json`. Nil slices are written as [] and nil maps as
+// {}, so that consumers can iterate without checking for null. r itself is
+// not modified.
+func WriteReportJSON(w io.Writer, r *report.Report) error {
+	c := normalizedReport(r)
+	enc := json.NewEncoder(w)
+	// Command lines hold "&&" and "<": escaping them as \u0026 would only
+	// make the line harder to read with grep.
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(c); err != nil {
+		return fmt.Errorf("write report: %w", err)
+	}
+	return nil
+}
+
+// normalizedReport returns a copy of r whose nil slices and maps are empty,
+// so that they encode as [] and {} rather than null. It copies every slice
+// it changes an element of, leaving r as it was.
+func normalizedReport(r *report.Report) *report.Report {
+	c := *r
+	c.Transitions = reportEmptyMap(c.Transitions)
+	c.States = reportEmptyMap(c.States)
+	c.Sysctl = reportEmptyMap(c.Sysctl)
+	c.Netstat = reportEmptyMap(c.Netstat)
+	c.TimeWait.Top = reportEmptySlice(c.TimeWait.Top)
+	c.CloseWait.Leaked = reportEmptySlice(c.CloseWait.Leaked)
+	c.CloseWait.ByProcess = slices.Clone(reportEmptySlice(c.CloseWait.ByProcess))
+	for i := range c.CloseWait.ByProcess {
+		p := &c.CloseWait.ByProcess[i]
+		p.Lports = reportEmptySlice(p.Lports)
+		p.Peers = reportEmptySlice(p.Peers)
+	}
+	c.PortExhaustion.ByDestination = reportEmptySlice(c.PortExhaustion.ByDestination)
+	c.PortExhaustion.ByProcess = reportEmptySlice(c.PortExhaustion.ByProcess)
+	c.Recommendations = slices.Clone(reportEmptySlice(c.Recommendations))
+	for i := range c.Recommendations {
+		c.Recommendations[i].Evidence = reportEmptyMap(c.Recommendations[i].Evidence)
+	}
+	if c.Command != nil {
+		cmd := *c.Command
+		cmd.Argv = reportEmptySlice(cmd.Argv)
+		c.Command = &cmd
+	}
+	return &c
+}
+
+func reportEmptySlice[T any](s []T) []T {
+	if s == nil {
+		return []T{}
+	}
+	return s
+}
+
+func reportEmptyMap[K comparable, V any](m map[K]V) map[K]V {
+	if m == nil {
+		return map[K]V{}
+	}
+	return m
+}
+
+// Limits of the text report: enough to see the pattern, short enough to
+// read in a terminal.
+const (
+	// maxLeakLines bounds the leaked CLOSE_WAIT sockets listed one by one.
+	maxLeakLines = 20
+	// maxSummaryLines bounds the summary, the part read by everyone.
+	maxSummaryLines = 6
+	// textWidth is where reasons are wrapped.
+	textWidth = 78
+	// cmdlineWidth bounds a command line in a reportTable.
+	cmdlineWidth = 36
+)
+
+// WriteReportText writes r for people: a header, a summary of the
+// findings, then a short section per subject, and the recommendations with
+// a ready-to-apply sysctl.d file. Empty sections are left out, except
+// where "none" is itself news.
+func WriteReportText(w io.Writer, r *report.Report) error {
+	var b strings.Builder
+	reportHeader(&b, r)
+	reportSummary(&b, r)
+	reportLifetimes(&b, r)
+	reportTimeWait(&b, r)
+	reportOrphans(&b, r)
+	reportCloseWait(&b, r)
+	reportPortExhaustion(&b, r)
+	reportSettings(&b, r)
+	reportRecommendations(&b, r)
+	if _, err := io.WriteString(w, b.String()); err != nil {
+		return fmt.Errorf("write report: %w", err)
+	}
+	return nil
+}
+
+func reportHeader(b *strings.Builder, r *report.Report) {
+	kernel := r.Kernel
+	if kernel == "" {
+		kernel = "an unknown kernel"
+	} else if !strings.HasPrefix(kernel, "Linux") {
+		kernel = "Linux " + kernel
+	}
+	scope := fmt.Sprintf("network namespace %d", r.Scope.NetNS)
+	if r.Scope.AllNetNS {
+		scope = "all network namespaces"
+	}
+	if r.Scope.PID != 0 {
+		scope += fmt.Sprintf(", pid %d", r.Scope.PID)
+	}
+	if r.Scope.Port != 0 {
+		scope += fmt.Sprintf(", port %d", r.Scope.Port)
+	}
+	if r.Scope.Family != "" {
+		scope += ", " + r.Scope.Family + " only"
+	}
+	fmt.Fprintf(b, "tcptrace report: %s on %s, %s\n", reportSeconds(r.DurationS), kernel, scope)
+	var line []string
+	if !r.Started.IsZero() {
+		line = append(line, "started "+r.Started.UTC().Format("2006-01-02 15:04:05 UTC"))
+	}
+	if r.Version != "" {
+		line = append(line, "tcptrace "+r.Version)
+	}
+	line = append(line, fmt.Sprintf("%s events, %s dropped", reportCount(r.Events), reportCount(r.Dropped)))
+	fmt.Fprintf(b, "%s\n", strings.Join(line, ", "))
+	if c := r.Command; c != nil {
+		fmt.Fprintf(b, "command: %s (exit code %d)\n", strings.Join(c.Argv, " "), c.ExitCode)
+	}
+	if !r.Complete {
+		var why []string
+		if r.Dropped > 0 {
+			why = append(why, fmt.Sprintf("%s records dropped (ring buffer full)", reportGrouped(r.Dropped)))
+		}
+		if r.Tracking.Evicted > 0 {
+			why = append(why, fmt.Sprintf("%s sockets evicted (over --max-sockets)", reportGrouped(r.Tracking.Evicted)))
+		}
+		if len(why) == 0 {
+			why = append(why, "some TIME_WAIT sockets could not be tracked (over the cap)")
+		}
+		warn := fmt.Sprintf("WARNING: incomplete trace: %s. The counts below undercount", strings.Join(why, ", "))
+		if r.Tracking.Incomplete > 0 {
+			warn += fmt.Sprintf(", and %s lifetimes that spanned the loss are left out", reportGrouped(r.Tracking.Incomplete))
+		}
+		reportWrapHanging(b, warn+".", "", "  ")
+	}
+}
+
+// reportSummary gives the headline findings in plain words.
+func reportSummary(b *strings.Builder, r *report.Report) {
+	var lines []string
+	tw := &r.TimeWait
+	if tw.Peak > 0 {
+		s := fmt.Sprintf("%s TIME_WAIT sockets at peak", reportGrouped(tw.Peak))
+		if total := tw.ByRole.Client + tw.ByRole.Server; total > 0 {
+			role, n := "client", tw.ByRole.Client
+			if tw.ByRole.Server > n {
+				role, n = "server", tw.ByRole.Server
+			}
+			s += fmt.Sprintf(", %d%% on the %s side", reportPercent(n, total), role)
+			if len(tw.Top) > 0 {
+				t := tw.Top[0]
+				if t.Role == "client" {
+					s += fmt.Sprintf(", most towards %s", reportHostPort(t.Addr, t.Port))
+				} else {
+					s += fmt.Sprintf(", most on %s", reportHostPort(t.Addr, t.Port))
+				}
+			}
+		}
+		lines = append(lines, s)
+	}
+	if f := r.PortExhaustion.ConnectFailures; f > 0 {
+		s := fmt.Sprintf("%s connect() calls failed for lack of a local port (EADDRNOTAVAIL)", reportGrouped(f))
+		if d := r.PortExhaustion.ByDestination; len(d) > 0 {
+			s += fmt.Sprintf(", %s of them to %s", reportGrouped(d[0].Failures), reportHostPort(d[0].Addr, d[0].Port))
+		}
+		lines = append(lines, s)
+	}
+	if bp := r.CloseWait.ByProcess; len(bp) > 0 {
+		p := bp[0]
+		s := fmt.Sprintf("%s CLOSE_WAIT socket%s leaked by %s, the oldest %s", reportGrouped(p.Count), reportPlural(p.Count),
+			reportOwner(p.PID, p.Comm), reportSeconds(p.OldestS))
+		if n := len(bp) - 1; n > 0 {
+			s += fmt.Sprintf("; %d more process%s leaking", n, reportPluralES(n))
+		}
+		lines = append(lines, s)
+	}
+	if o := &r.FinWait2Orphans; o.Created > 0 {
+		lines = append(lines, fmt.Sprintf("%s FIN_WAIT2 orphans (peak %s): closed here, the peer's FIN did not come",
+			reportGrouped(o.Created), reportGrouped(o.Peak)))
+	}
+	if n := r.Netstat["TCPTimeWaitOverflow"]; n > 0 {
+		lines = append(lines, fmt.Sprintf("%s connections skipped TIME_WAIT: tcp_max_tw_buckets was full", reportGrouped(n)))
+	}
+	if len(lines) > maxSummaryLines-1 {
+		lines = lines[:maxSummaryLines-1]
+	}
+	warnings := 0
+	for _, a := range r.Recommendations {
+		if a.Severity == "warning" {
+			warnings++
+		}
+	}
+	switch {
+	case warnings > 0:
+		lines = append(lines, fmt.Sprintf("%d problem%s to act on, see Recommendations", warnings, reportPlural(warnings)))
+	case len(r.Recommendations) > 0:
+		lines = append(lines, "no changes needed; see the notes below")
+	default:
+		lines = append(lines, "no problems found")
+	}
+	b.WriteString("\nSummary\n")
+	for _, l := range lines {
+		fmt.Fprintf(b, "  %s\n", l)
+	}
+}
+
+// reportStateOrder is the order of a connection's life, then the
+// mini-sockets.
+func reportStateOrder() []string {
+	return []string{"SYN_SENT", "SYN_RECV", "NEW_SYN_RECV", "ESTABLISHED", "FIN_WAIT1", "FIN_WAIT2",
+		"CLOSE_WAIT", "LAST_ACK", "CLOSING", "TIME_WAIT", "FIN_WAIT2_ORPHAN"}
+}
+
+func reportLifetimes(b *strings.Builder, r *report.Report) {
+	if len(r.States) == 0 {
+		b.WriteString("\nLifetimes: none (no TCP state changes seen)\n")
+		return
+	}
+	order := reportStateOrder()
+	var rest []string
+	for s := range r.States {
+		if !slices.Contains(order, s) {
+			rest = append(rest, s)
+		}
+	}
+	slices.Sort(rest)
+	t := newReportTable("STATE", ">COUNT", ">P50", ">P90", ">P99", ">MAX")
+	for _, s := range append(order, rest...) {
+		d, ok := r.States[s]
+		if !ok {
+			continue
+		}
+		t.row(s, reportCount(d.Count), reportMillis(d.P50), reportMillis(d.P90), reportMillis(d.P99), reportMillis(d.Max))
+	}
+	b.WriteString("\nLifetimes (time spent in each state)\n")
+	t.write(b, "  ")
+}
+
+func reportTimeWait(b *strings.Builder, r *report.Report) {
+	tw := &r.TimeWait
+	if tw.Created == 0 && tw.Peak == 0 && tw.Current == 0 && tw.Preexisting == 0 {
+		return
+	}
+	b.WriteString("\nTIME_WAIT (60 s each, fixed in the kernel)\n")
+	fmt.Fprintf(b, "  now %s, peak %s", reportCount(tw.Current), reportCount(tw.Peak))
+	if tw.Peak > 0 {
+		fmt.Fprintf(b, " at %s", reportSeconds(tw.PeakAtS))
+	}
+	fmt.Fprintf(b, ", created %s (at most %s/s)\n", reportCount(tw.Created), reportCount(tw.PeakPerS))
+	var more []string
+	if tw.FromOrphans > 0 {
+		more = append(more, fmt.Sprintf("%s created from FIN_WAIT2 orphans that got their FIN", reportCount(tw.FromOrphans)))
+	}
+	if tw.Preexisting > 0 {
+		more = append(more, fmt.Sprintf("%s already there when tracing began", reportCount(tw.Preexisting)))
+	}
+	if len(more) > 0 {
+		fmt.Fprintf(b, "  %s\n", strings.Join(more, ", "))
+	}
+	e := tw.Ended
+	fmt.Fprintf(b, "  ended: %s expired, %s killed early (connect() reuse, SYN or RST)", reportCount(e.Expired), reportCount(e.Killed))
+	if e.Preexisting > 0 {
+		fmt.Fprintf(b, ", %s that predate tracing", reportCount(e.Preexisting))
+	}
+	b.WriteString("\n")
+	if total := tw.ByRole.Client + tw.ByRole.Server; total > 0 {
+		fmt.Fprintf(b, "  by role: client %s (%d%%), server %s (%d%%)\n", reportCount(tw.ByRole.Client),
+			reportPercent(tw.ByRole.Client, total), reportCount(tw.ByRole.Server), reportPercent(tw.ByRole.Server, total))
+	}
+	if l := tw.Lifetime; l.Count > 0 {
+		fmt.Fprintf(b, "  lifetime: p50 %s, p99 %s, max %s\n", reportMillis(l.P50), reportMillis(l.P99), reportMillis(l.Max))
+	}
+	if len(tw.Top) == 0 {
+		return
+	}
+	cols := []string{"ROLE", "DESTINATION", ">CREATED", ">NOW", ">PEAK", ">PEAK/S"}
+	if r.Scope.AllNetNS {
+		cols = append(cols, ">NETNS")
+	}
+	t := newReportTable(cols...)
+	for _, d := range tw.Top {
+		cells := []string{d.Role, reportHostPort(d.Addr, d.Port), reportCount(d.Count), reportCount(d.Current), reportCount(d.Peak), reportCount(d.PeakPerS)}
+		if r.Scope.AllNetNS {
+			cells = append(cells, strconv.FormatUint(uint64(d.NetNS), 10))
+		}
+		t.row(cells...)
+	}
+	b.WriteString("  top destinations (client: the remote side; server: this host's listening side;\n" +
+		"  counts include FIN_WAIT2 orphans):\n")
+	t.write(b, "    ")
+}
+
+func reportOrphans(b *strings.Builder, r *report.Report) {
+	o := &r.FinWait2Orphans
+	if o.Created == 0 && o.Current == 0 && o.Peak == 0 {
+		return
+	}
+	fmt.Fprintf(b, "\nFIN_WAIT2 orphans (closed here, the peer's FIN never came; held tcp_fin_timeout = %s s)\n",
+		reportDash(r.Sysctl["net.ipv4.tcp_fin_timeout"]))
+	fmt.Fprintf(b, "  now %s, peak %s, created %s (at most %s/s)\n", reportCount(o.Current), reportCount(o.Peak), reportCount(o.Created), reportCount(o.PeakPerS))
+	fmt.Fprintf(b, "  ended: %s expired (no FIN), %s got their FIN late (became TIME_WAIT), %s killed\n",
+		reportCount(o.Ended.Expired), reportCount(o.Ended.BecameTimeWait), reportCount(o.Ended.Killed))
+	if total := o.ByRole.Client + o.ByRole.Server; total > 0 {
+		fmt.Fprintf(b, "  by role: client %s, server %s\n", reportCount(o.ByRole.Client), reportCount(o.ByRole.Server))
+	}
+	if l := o.Lifetime; l.Count > 0 {
+		fmt.Fprintf(b, "  lifetime: p50 %s, p99 %s, max %s\n", reportMillis(l.P50), reportMillis(l.P99), reportMillis(l.Max))
+	}
+}
+
+func reportCloseWait(b *strings.Builder, r *report.Report) {
+	cw := &r.CloseWait
+	if len(cw.Leaked) == 0 {
+		// The question users come with: "none" is the answer.
+		fmt.Fprintf(b, "\nCLOSE_WAIT leaks: none (%s in CLOSE_WAIT at the end, none for %s or more)\n",
+			reportCount(cw.Current), reportSeconds(cw.ThresholdS))
+		return
+	}
+	fmt.Fprintf(b, "\nCLOSE_WAIT leaks: %s sockets in CLOSE_WAIT for %s or more (%s in CLOSE_WAIT at the end);\n"+
+		"  the peer closed, the process holding them has not\n", reportCount(len(cw.Leaked)), reportSeconds(cw.ThresholdS), reportCount(cw.Current))
+	t := newReportTable(">PID", "COMM", ">COUNT", ">OLDEST", "LOCAL PORTS", "CMDLINE")
+	for _, p := range cw.ByProcess {
+		ports := make([]string, len(p.Lports))
+		for i, l := range p.Lports {
+			ports[i] = strconv.Itoa(l)
+		}
+		t.row(strconv.Itoa(p.PID), reportDash(p.Comm), reportCount(p.Count), reportSeconds(p.OldestS),
+			reportDash(strings.Join(ports, ",")), reportDash(reportClip(p.Cmdline, cmdlineWidth)))
+	}
+	t.write(b, "  ")
+	b.WriteString("  leaked sockets, oldest first (AGE \">\": there before tracing began, at least that old):\n")
+	t = newReportTable(">PID", "COMM", "LOCAL", "REMOTE", ">AGE")
+	for i, l := range cw.Leaked {
+		if i == maxLeakLines {
+			break
+		}
+		age := reportSeconds(l.AgeS)
+		if l.Preexisting {
+			age = ">" + age
+		}
+		t.row(strconv.Itoa(l.PID), reportDash(l.Comm), reportHostPort(l.Laddr, l.Lport), reportHostPort(l.Raddr, l.Rport), age)
+	}
+	t.write(b, "    ")
+	if n := len(cw.Leaked) - maxLeakLines; n > 0 {
+		fmt.Fprintf(b, "    … and %s more\n", reportGrouped(n))
+	}
+}
+
+func reportPortExhaustion(b *strings.Builder, r *report.Report) {
+	pe := &r.PortExhaustion
+	if pe.ConnectFailures == 0 {
+		return
+	}
+	fmt.Fprintf(b, "\nPort exhaustion: %s connect() calls failed with EADDRNOTAVAIL (no free local port)\n",
+		reportGrouped(pe.ConnectFailures))
+	if pr := pe.PortRange; pr.Size > 0 {
+		fmt.Fprintf(b, "  ip_local_port_range %d %d: %s ports per destination\n", pr.Low, pr.High, reportGrouped(pr.Size))
+	}
+	if len(pe.ByDestination) > 0 {
+		t := newReportTable("DESTINATION", ">FAILURES", ">TIME_WAIT AT PEAK")
+		for _, d := range pe.ByDestination {
+			t.row(reportHostPort(d.Addr, d.Port), reportCount(d.Failures), reportCount(d.TimeWaitPeak))
+		}
+		t.write(b, "  ")
+	}
+	if len(pe.ByProcess) > 0 {
+		var ps []string
+		for _, p := range pe.ByProcess {
+			ps = append(ps, fmt.Sprintf("%s %s", reportOwner(p.PID, p.Comm), reportCount(p.Failures)))
+		}
+		fmt.Fprintf(b, "  by process: %s\n", strings.Join(ps, ", "))
+	}
+}
+
+// reportSetting is a sysctl the report shows, with what it means for
+// TIME_WAIT and CLOSE_WAIT.
+type reportSetting struct{ key, note string }
+
+func reportSettingList() []reportSetting {
+	return []reportSetting{
+		{"net.ipv4.tcp_tw_reuse", ""}, // note depends on the value
+		{"net.ipv4.tcp_tw_reuse_delay", "ms a TIME_WAIT socket must age before reuse"},
+		{"net.ipv4.tcp_tw_recycle", "removed in 4.12; breaks clients behind NAT"},
+		{"net.ipv4.tcp_timestamps", "tcp_tw_reuse needs them"},
+		{"net.ipv4.ip_local_port_range", ""},
+		{"net.ipv4.tcp_max_tw_buckets", "TIME_WAIT sockets allowed; past it they are skipped"},
+		{"net.ipv4.tcp_fin_timeout", "s for orphaned FIN_WAIT2; not TIME_WAIT (60 s, fixed)"},
+		{"net.ipv4.tcp_max_orphans", "orphaned sockets allowed"},
+		{"net.ipv4.tcp_keepalive_time", "s; keepalive finds dead peers, not CLOSE_WAIT"},
+		{"net.ipv4.tcp_keepalive_intvl", "s between keepalive probes"},
+		{"net.ipv4.tcp_keepalive_probes", "probes before a dead peer is dropped"},
+	}
+}
+
+// reportCounters are the TcpExt counters about TIME_WAIT's end.
+func reportCounters() []reportSetting {
+	return []reportSetting{
+		{"TW", "TIME_WAIT sockets that expired"},
+		{"TWKilled", "ended early"},
+		{"TWRecycled", "reused by connect() (tcp_tw_reuse)"},
+		{"TCPTimeWaitOverflow", "skipped TIME_WAIT: tcp_max_tw_buckets full"},
+	}
+}
+
+func reportSettings(b *strings.Builder, r *report.Report) {
+	if r.Scope.AllNetNS {
+		// Sysctls are per namespace; with all of them traced, tcptrace
+		// could only read its own.
+		b.WriteString("\nSettings (read in tcptrace's own network namespace)\n")
+	} else {
+		b.WriteString("\nSettings (read in the traced network namespace)\n")
+	}
+	t := newReportTable("", "", "")
+	for _, s := range reportSettingList() {
+		v, ok := r.Sysctl[s.key]
+		if !ok {
+			continue
+		}
+		note := s.note
+		switch s.key {
+		case "net.ipv4.tcp_tw_reuse":
+			note = map[string]string{"0": "off", "1": "connect() may reuse TIME_WAIT ports",
+				"2": "reuse for loopback only (default)"}[v]
+		case "net.ipv4.ip_local_port_range":
+			if pr := r.PortExhaustion.PortRange; pr.Size > 0 {
+				note = reportGrouped(pr.Size) + " local ports per destination"
+			}
+		}
+		t.row(s.key, v, note)
+	}
+	if len(t.rows) == 0 {
+		b.WriteString("  (no sysctls were read)\n")
+	} else {
+		t.write(b, "  ")
+	}
+	t = newReportTable("", ">", "")
+	for _, c := range reportCounters() {
+		if v, ok := r.Netstat[c.key]; ok {
+			t.row(c.key, "+"+reportCount(v), c.note)
+		}
+	}
+	if len(t.rows) > 0 {
+		b.WriteString("  counters while tracing (/proc/net/netstat):\n")
+		t.write(b, "    ")
+	}
+}
+
+// reportSysctlNote is the comment written above a sysctl in the sysctl.d
+// file: what the line does, so that the file explains itself a year later.
+func reportSysctlNote(key string) string {
+	return map[string]string{
+		"net.ipv4.tcp_tw_reuse":        "let connect() reuse a TIME_WAIT port to the same destination (needs tcp_timestamps)",
+		"net.ipv4.tcp_timestamps":      "TCP timestamps, which tcp_tw_reuse needs",
+		"net.ipv4.ip_local_port_range": "more local ports; reserve listening ports in net.ipv4.ip_local_reserved_ports",
+		"net.ipv4.tcp_max_tw_buckets":  "room for every TIME_WAIT socket (about 256 bytes each)",
+		"net.ipv4.tcp_fin_timeout":     "orphaned FIN_WAIT2 sockets expire sooner (TIME_WAIT is unaffected)",
+		"net.ipv4.tcp_tw_recycle":      "off: breaks clients behind NAT, removed in Linux 4.12",
+	}[key]
+}
+
+func reportRecommendations(b *strings.Builder, r *report.Report) {
+	b.WriteString("\nRecommendations\n")
+	if len(r.Recommendations) == 0 {
+		b.WriteString("  No changes recommended: no local port pressure, CLOSE_WAIT leak, FIN_WAIT2 orphans\n" +
+			"  or TIME_WAIT overflow was measured.\n")
+		return
+	}
+	var conf []report.Advice
+	for i, a := range r.Recommendations {
+		var what string
+		switch {
+		case a.Sysctl == "":
+			what = a.Recommended
+		case a.Recommended == a.Current:
+			what = fmt.Sprintf("%s = %s, no change", a.Sysctl, reportDash(a.Current))
+		default:
+			what = fmt.Sprintf("%s: %s -> %s", a.Sysctl, reportDash(a.Current), a.Recommended)
+			if !slices.ContainsFunc(conf, func(c report.Advice) bool { return c.Sysctl == a.Sysctl }) {
+				conf = append(conf, a)
+			}
+		}
+		head := fmt.Sprintf("%d. [%s] %s: %s", i+1, a.Severity, a.ID, what)
+		if a.Sysctl != "" {
+			// One line, so that a value ("1024 65535") is never split.
+			fmt.Fprintf(b, "  %s\n", head)
+		} else {
+			reportWrapHanging(b, head, "  ", "     ")
+		}
+		reportWrap(b, a.Reason, "     ")
+		if ev := reportEvidence(a.Evidence); ev != "" {
+			reportWrap(b, "evidence: "+ev, "     ")
+		}
+	}
+	if len(conf) == 0 {
+		return
+	}
+	b.WriteString("\n  To apply, write /etc/sysctl.d/90-tcptrace.conf:\n")
+	for _, a := range conf {
+		note := reportSysctlNote(a.Sysctl)
+		if note == "" {
+			note = a.ID
+		}
+		reportWrapHanging(b, fmt.Sprintf("%s (was %s): %s", a.ID, reportDash(a.Current), note), "    # ", "    #   ")
+		fmt.Fprintf(b, "    %s = %s\n", a.Sysctl, a.Recommended)
+	}
+	b.WriteString("  then run: sysctl --system\n" +
+		"  (net.* sysctls are per network namespace: apply them in the one that was traced.)\n")
+}
+
+// reportEvidence prints an evidence map as "key=value" pairs in key order.
+func reportEvidence(m map[string]any) string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = k + "=" + reportEvidenceValue(m[k])
+	}
+	return strings.Join(parts, " ")
+}
+
+func reportEvidenceValue(v any) string {
+	switch x := v.(type) {
+	case string:
+		if x == "" || strings.ContainsAny(x, " \t") {
+			return strconv.Quote(x)
+		}
+		return x
+	case float64:
+		return strconv.FormatFloat(x, 'f', -1, 64)
+	case float32:
+		return strconv.FormatFloat(float64(x), 'f', -1, 32)
+	case []int:
+		s := make([]string, len(x))
+		for i, n := range x {
+			s[i] = strconv.Itoa(n)
+		}
+		return strings.Join(s, ",")
+	case []string:
+		return strings.Join(x, ",")
+	case []any:
+		s := make([]string, len(x))
+		for i, e := range x {
+			s[i] = reportEvidenceValue(e)
+		}
+		return strings.Join(s, ",")
+	}
+	return fmt.Sprint(v)
+}
+
+// reportWrap writes text in lines of at most textWidth columns, each
+// starting with indent. A word longer than a line gets a line of its own.
+func reportWrap(b *strings.Builder, text, indent string) {
+	reportWrapHanging(b, text, indent, indent)
+}
+
+// reportWrapHanging is reportWrap with a different indent for the first
+// line, as for a numbered item.
+func reportWrapHanging(b *strings.Builder, text, first, rest string) {
+	indent := first
+	line := indent
+	for _, word := range strings.Fields(text) {
+		if line != indent && utf8.RuneCountInString(line)+1+utf8.RuneCountInString(word) > textWidth {
+			b.WriteString(line + "\n")
+			indent = rest
+			line = indent
+		}
+		if line != indent {
+			line += " "
+		}
+		line += word
+	}
+	if line != indent {
+		b.WriteString(line + "\n")
+	}
+}
+
+// reportTable aligns columns. A column whose heading starts with ">" is
+// right-aligned (numbers); the ">" is not printed.
+type reportTable struct {
+	head  []string
+	right []bool
+	rows  [][]string
+}
+
+func newReportTable(cols ...string) *reportTable {
+	t := &reportTable{head: make([]string, len(cols)), right: make([]bool, len(cols))}
+	for i, c := range cols {
+		t.head[i], t.right[i] = strings.CutPrefix(c, ">")
+	}
+	return t
+}
+
+func (t *reportTable) row(cells ...string) { t.rows = append(t.rows, cells) }
+
+// write prints the table; a table whose headings are all empty prints
+// no heading line.
+func (t *reportTable) write(b *strings.Builder, indent string) {
+	width := make([]int, len(t.head))
+	all := t.rows
+	if slices.ContainsFunc(t.head, func(h string) bool { return h != "" }) {
+		all = append([][]string{t.head}, t.rows...)
+	}
+	for _, r := range all {
+		for i, c := range r {
+			width[i] = max(width[i], utf8.RuneCountInString(c))
+		}
+	}
+	for _, r := range all {
+		var line strings.Builder
+		line.WriteString(indent)
+		for i, c := range r {
+			if i > 0 {
+				line.WriteString("  ")
+			}
+			pad := strings.Repeat(" ", width[i]-utf8.RuneCountInString(c))
+			if t.right[i] {
+				line.WriteString(pad + c)
+			} else {
+				line.WriteString(c + pad)
+			}
+		}
+		b.WriteString(strings.TrimRight(line.String(), " ") + "\n")
+	}
+}
+
+// reportCount humanizes a count: 950, 1.2k, 27.0k, 3.4M.
+func reportCount[T int | int64 | uint64](n T) string {
+	f := float64(n)
+	switch a := math.Abs(f); {
+	case a < 1000:
+		return strconv.FormatInt(int64(n), 10)
+	case a < 999_950:
+		return fmt.Sprintf("%.1fk", f/1e3)
+	case a < 999_950_000:
+		return fmt.Sprintf("%.1fM", f/1e6)
+	}
+	return fmt.Sprintf("%.1fG", f/1e9)
+}
+
+// reportGrouped prints a count exactly, with thousands separators, where the
+// exact number matters (the summary, failures).
+func reportGrouped[T int | int64 | uint64](n T) string {
+	s := fmt.Sprint(n)
+	neg := strings.HasPrefix(s, "-")
+	s = strings.TrimPrefix(s, "-")
+	var out strings.Builder
+	if neg {
+		out.WriteByte('-')
+	}
+	for i := range len(s) {
+		if i > 0 && (len(s)-i)%3 == 0 {
+			out.WriteByte(',')
+		}
+		out.WriteByte(s[i])
+	}
+	return out.String()
+}
+
+// reportMillis humanizes a duration in milliseconds: 0.12 ms, 3.4 ms, 250 ms,
+// 3.4 s, 60.0 s, 5.2 min, 1.5 h.
+func reportMillis(ms float64) string {
+	switch {
+	case ms == 0:
+		return "0"
+	case ms < 1:
+		return fmt.Sprintf("%.2f ms", ms)
+	case ms < 10:
+		return fmt.Sprintf("%.1f ms", ms)
+	case ms < 1000:
+		return fmt.Sprintf("%.0f ms", ms)
+	}
+	return reportSeconds(ms / 1000)
+}
+
+// reportSeconds humanizes a duration in seconds: 3.4 s, 60.0 s, 5.2 min, 1.5 h.
+func reportSeconds(s float64) string {
+	switch {
+	case s < 0.001 && s > 0:
+		return reportMillis(s * 1000)
+	case s < 120:
+		return fmt.Sprintf("%.1f s", s)
+	case s < 2*3600:
+		return fmt.Sprintf("%.1f min", s/60)
+	case s < 2*86400:
+		return fmt.Sprintf("%.1f h", s/3600)
+	}
+	return fmt.Sprintf("%.1f days", s/86400)
+}
+
+// reportPercent is part of total in whole percent, rounded.
+func reportPercent(part, total uint64) int {
+	if total == 0 {
+		return 0
+	}
+	return int((part*100 + total/2) / total)
+}
+
+func reportHostPort(addr string, port int) string {
+	return net.JoinHostPort(addr, strconv.Itoa(port))
+}
+
+// reportOwner names a process as "nginx (pid 123)".
+func reportOwner(pid int, comm string) string {
+	if pid == 0 && comm == "" {
+		return "an unknown process"
+	}
+	return fmt.Sprintf("%s (pid %d)", cmp.Or(comm, "?"), pid)
+}
+
+func reportDash(s string) string { return cmp.Or(s, "-") }
+
+// reportClip shortens s to n runes, marking the cut.
+func reportClip(s string, n int) string {
+	if utf8.RuneCountInString(s) <= n {
+		return s
+	}
+	r := []rune(s)
+	return string(r[:n-1]) + "…"
+}
+
+func reportPlural(n int) string {
+	if n == 1 {
+		return ""
+	}
+	return "s"
+}
+
+func reportPluralES(n int) string {
+	if n == 1 {
+		return ""
+	}
+	return "es"
+}
