@@ -51,8 +51,33 @@ static __always_inline bool target_match(struct sock *sk, __u32 tgid,
 	return true;
 }
 
-SEC("tp_btf/inet_sock_set_state")
-int BPF_PROG(on_set_state, struct sock *sk, int oldstate, int newstate)
+/* Per CPU bookkeeping for on_set_state_nested: the transitions
+ * on_set_state started on that on_set_state_nested has not checked yet
+ * (only on_set_state adds them; the check clears them, so a socket address
+ * reused later cannot match a stale entry), whether on_set_state_nested
+ * is running, and how many transitions it recorded itself. */
+#define TT_SEEN 16
+
+struct tt_seen {
+	__u64 sk;
+	__u64 states; /* oldstate << 8 | newstate */
+};
+
+struct tt_cpu_state {
+	struct tt_seen seen[TT_SEEN];
+	__u64 last;
+	__u64 nested_busy;
+	__u64 rescued;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct tt_cpu_state);
+} cpu_state SEC(".maps");
+
+static __always_inline int record(struct sock *sk, int oldstate, int newstate)
 {
 	struct tt_event *e;
 	__u64 pid_tgid;
@@ -131,5 +156,56 @@ int BPF_PROG(on_set_state, struct sock *sk, int oldstate, int newstate)
 	}
 
 	tt_submit(e);
+	return 0;
+}
+
+SEC("tp_btf/inet_sock_set_state")
+int BPF_PROG(on_set_state, struct sock *sk, int oldstate, int newstate)
+{
+	__u32 zero = 0;
+	struct tt_cpu_state *c = bpf_map_lookup_elem(&cpu_state, &zero);
+
+	/* Running inside on_set_state_nested (an interrupt arrived while it
+	 * checked): leave its view of the recent transitions alone. */
+	if (c && !c->nested_busy) {
+		__u64 i = ++c->last % TT_SEEN;
+
+		c->seen[i].sk = (__u64)sk;
+		c->seen[i].states = (__u64)oldstate << 8 | newstate;
+	}
+	return record(sk, oldstate, newstate);
+}
+
+/* The kernel runs a tracing program at most once per CPU at a time. When an
+ * interrupt arrives while on_set_state runs (waking the reader raises one)
+ * and the softirq it brings changes other sockets' states, the kernel skips
+ * on_set_state for those transitions and counts recursion misses. This
+ * program is attached after on_set_state, so it runs for every transition
+ * too: a transition that is not among those on_set_state started on and
+ * this program has not checked yet was skipped, and this records it
+ * instead. Userspace reports misses minus rescues as lost. */
+SEC("tp_btf/inet_sock_set_state")
+int BPF_PROG(on_set_state_nested, struct sock *sk, int oldstate, int newstate)
+{
+	__u32 zero = 0;
+	struct tt_cpu_state *c = bpf_map_lookup_elem(&cpu_state, &zero);
+	__u64 states = (__u64)oldstate << 8 | newstate;
+	bool found = false;
+
+	if (!c)
+		return 0;
+	c->nested_busy = 1;
+	for (int i = 0; i < TT_SEEN; i++) {
+		if (c->seen[i].sk == (__u64)sk && c->seen[i].states == states) {
+			c->seen[i].sk = 0;
+			found = true;
+			break;
+		}
+	}
+	if (!found) {
+		c->rescued++;
+		record(sk, oldstate, newstate);
+	}
+	c->nested_busy = 0;
 	return 0;
 }

@@ -107,8 +107,11 @@ const (
 	// TIME_WAIT is not what the advice is about.
 	notableWithAdvicePeak = 1000
 
-	// orphanPeakMin: fewer FIN_WAIT2 orphans at once than this hold a
-	// negligible number of ports and memory, whatever the timeout.
+	// orphanPeakMin: fewer FIN_WAIT2 orphans still waiting at the end than
+	// this hold a negligible number of ports and memory, whatever the
+	// timeout. The peak is not the test: under heavy churn many sockets
+	// are orphans for a few milliseconds, until a FIN that is merely late
+	// arrives, and a shorter timeout would change nothing for them.
 	orphanPeakMin = 100
 	// orphanExpiredMin: the fewest orphans that ran out the timer (the
 	// peer never sent its FIN) for "mostly expiring" to mean a pattern
@@ -569,7 +572,7 @@ func (a *advisor) finTimeout() bool {
 	o := &a.r.FinWait2Orphans
 	expired, late := o.Ended.Expired, o.Ended.BecameTimeWait
 	mostlyExpire := expired >= orphanExpiredMin && expired > late
-	if o.Created == 0 || !(o.Peak >= orphanPeakMin || mostlyExpire) {
+	if o.Created == 0 || !(o.Current >= orphanPeakMin || mostlyExpire) {
 		return false
 	}
 	cur := a.r.Sysctl[hostinfo.FinTimeout]

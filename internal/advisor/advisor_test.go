@@ -397,6 +397,20 @@ func TestAdvise(t *testing.T) {
 			want: []string{},
 		},
 		{
+			name: "orphans many at once, but briefly: their FINs came late, not never",
+			mutate: func(r *report.Report) {
+				r.FinWait2Orphans = report.Orphans{Peak: 258, Created: 258, Ended: report.Ended{BecameTimeWait: 258}}
+			},
+			want: []string{},
+		},
+		{
+			name: "many orphans still waiting for a FIN at the end",
+			mutate: func(r *report.Report) {
+				r.FinWait2Orphans = report.Orphans{Current: 300, Peak: 300, Created: 300}
+			},
+			want: []string{IDFinTimeout},
+		},
+		{
 			name: "orphans that mostly get their FIN late",
 			mutate: func(r *report.Report) {
 				r.FinWait2Orphans = report.Orphans{Peak: 20, Created: 400, Ended: report.Ended{Expired: 50, BecameTimeWait: 350}}

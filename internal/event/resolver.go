@@ -76,6 +76,27 @@ func (r *Resolver) SetAux(sock uint64, aux uint32) {
 	}
 }
 
+// Promote records that a live FIN_WAIT2 orphan has become TIME_WAIT
+// without a record saying so (see end), as the census found at nowNs. It
+// returns how long the orphan phase lasted, 0 if unknown, and false if
+// the mini-socket is not live or not an orphan.
+func (r *Resolver) Promote(sock, nowNs uint64) (uint64, bool) {
+	l, ok := r.live[sock]
+	if !ok || l.substate != FinWait2 {
+		return 0, false
+	}
+	var phase uint64
+	if !l.preexists && nowNs > l.phaseNs {
+		phase = nowNs - l.phaseNs
+	}
+	l.substate, l.phaseNs = TimeWait, nowNs
+	// The promotion happened at some point before nowNs: the TIME_WAIT
+	// phase's length will not be known.
+	l.preexists = true
+	r.live[sock] = l
+	return phase, true
+}
+
 // Feed processes one record from the kernel and calls emit for each
 // resulting event, in order. emit must not keep the pointer.
 func (r *Resolver) Feed(ev *Event, emit func(*Event)) {
@@ -162,8 +183,17 @@ func (r *Resolver) start(ev *Event, afterCancel bool, emit func(*Event)) {
 		out.Flags |= FlagStartUnknown
 		l = twLife{startNs: ev.TimeNs, phaseNs: ev.TimeNs, substate: ev.NewState, preexists: true, gen: r.Gen}
 	default:
+		// A cancel of this address parked on another CPU was a kill: the
+		// memory has been reused for this new mini-socket already.
+		for i := range r.pending {
+			if p := &r.pending[i]; p.set && p.ev.Sock == ev.Sock {
+				p.set = false
+				r.end(&p.ev, Killed, emit)
+			}
+		}
 		// A start for an address we still track means its end was lost
 		// (ring buffer overflow); the new one starts afresh.
+		l, known = r.live[ev.Sock]
 		out.Kind = TimeWaitStart
 		if r.hz == 0 && ev.NewState == TimeWait && ev.ExpiresTicks > 0 {
 			r.hz = learnHZ(ev.ExpiresTicks)
@@ -187,13 +217,24 @@ func (r *Resolver) end(ev *Event, cause Cause, emit func(*Event)) {
 	out.Cause = cause
 	out.DurationNs = 0
 	out.PhaseNs = 0
+	out.OldState = ev.NewState
 	if l, ok := r.live[ev.Sock]; ok {
 		delete(r.live, ev.Sock)
-		if !l.preexists {
+		// OldState is the substate as last seen. A FIN_WAIT2 orphan that
+		// got its FIN can turn into TIME_WAIT without a record: the kernel
+		// re-arms its timer silently when the new expiry falls in the same
+		// timer-wheel bucket. NewState, read at the end, has the truth.
+		out.OldState = l.substate
+		switch {
+		case l.preexists:
+			out.Flags |= FlagStartUnknown
+		case ev.TimeNs < l.startNs:
+			// Timestamps of records from different CPUs can disagree by
+			// a little; never report a negative life.
+			out.Flags |= FlagIncomplete
+		default:
 			out.DurationNs = ev.TimeNs - l.startNs
 			out.PhaseNs = ev.TimeNs - l.phaseNs
-		} else {
-			out.Flags |= FlagStartUnknown
 		}
 		if l.gen != r.Gen {
 			out.Flags |= FlagIncomplete

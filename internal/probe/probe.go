@@ -149,6 +149,8 @@ func Open(cfg Config) (_ *Probe, err error) {
 		{"timer_cancel", p.tw.OnTimerCancel},
 		{"timer_expire_entry", p.tw.OnTimerExpire},
 		{"inet_sock_set_state", p.sock.OnSetState},
+		// After on_set_state: it must run second (see sockstate.bpf.c).
+		{"inet_sock_set_state", p.sock.OnSetStateNested},
 	} {
 		l, err := link.AttachTracing(link.TracingOptions{Program: prog.p, AttachType: ebpf.AttachTraceRawTp})
 		if err != nil {
@@ -210,6 +212,53 @@ func (p *Probe) Drops() (uint64, error) {
 		n += v
 	}
 	return n, nil
+}
+
+// Loss counts what the kernel never recorded.
+type Loss struct {
+	// RingFull: records not written because the ring buffer was full.
+	RingFull uint64
+	// Transitions: state changes the kernel skipped because the program
+	// was already running on that CPU and the fallback program was too.
+	Transitions uint64
+	// Rescued: state changes the fallback program recorded (not lost).
+	Rescued uint64
+	// TimerMisses: timer tracepoint hits skipped the same way. They may or
+	// may not have been TIME_WAIT timers: an upper bound on lost
+	// mini-socket records.
+	TimerMisses uint64
+}
+
+// Total is every record known lost (TimerMisses excluded: most are other
+// timers).
+func (l Loss) Total() uint64 { return l.RingFull + l.Transitions }
+
+// Loss reads the drop counters and the programs' recursion misses.
+func (p *Probe) Loss() (Loss, error) {
+	var l Loss
+	var err error
+	if l.RingFull, err = p.Drops(); err != nil {
+		return l, err
+	}
+	misses := func(prog *ebpf.Program) uint64 {
+		st, err := prog.Stats()
+		if err != nil {
+			return 0
+		}
+		return st.RecursionMisses
+	}
+	var states []sockstateTtCpuState
+	if err := p.sock.CpuState.Lookup(uint32(0), &states); err != nil {
+		return l, fmt.Errorf("reading rescue counters: %w", err)
+	}
+	for _, s := range states {
+		l.Rescued += s.Rescued
+	}
+	if m := misses(p.sock.OnSetState); m > l.Rescued {
+		l.Transitions = m - l.Rescued
+	}
+	l.TimerMisses = misses(p.tw.OnTimerStart) + misses(p.tw.OnTimerCancel) + misses(p.tw.OnTimerExpire)
+	return l, nil
 }
 
 // Close detaches and frees everything. It is safe to call more than once.

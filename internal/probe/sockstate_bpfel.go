@@ -23,6 +23,18 @@ type sockstateTtConfig struct {
 	Family      uint16
 }
 
+type sockstateTtCpuState struct {
+	_    structs.HostLayout
+	Seen [16]struct {
+		_      structs.HostLayout
+		Sk     uint64
+		States uint64
+	}
+	Last       uint64
+	NestedBusy uint64
+	Rescued    uint64
+}
+
 type sockstateTtEvent struct {
 	_        structs.HostLayout
 	TsNs     uint64
@@ -74,13 +86,15 @@ type sockstateTtTuple struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	sockstateMapDrops        = "drops"
-	sockstateMapEvents       = "events"
-	sockstateMapTargetSocks  = "target_socks"
-	sockstateMapTargetTuples = "target_tuples"
-	sockstateProgOnSetState  = "on_set_state"
-	sockstateVarCfg          = "cfg"
-	sockstateVarUnusedAbi    = "unused_abi"
+	sockstateMapCpuState          = "cpu_state"
+	sockstateMapDrops             = "drops"
+	sockstateMapEvents            = "events"
+	sockstateMapTargetSocks       = "target_socks"
+	sockstateMapTargetTuples      = "target_tuples"
+	sockstateProgOnSetState       = "on_set_state"
+	sockstateProgOnSetStateNested = "on_set_state_nested"
+	sockstateVarCfg               = "cfg"
+	sockstateVarUnusedAbi         = "unused_abi"
 )
 
 // loadSockstate returns the embedded CollectionSpec for sockstate.
@@ -125,13 +139,15 @@ type sockstateSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type sockstateProgramSpecs struct {
-	OnSetState *ebpf.ProgramSpec `ebpf:"on_set_state"`
+	OnSetState       *ebpf.ProgramSpec `ebpf:"on_set_state"`
+	OnSetStateNested *ebpf.ProgramSpec `ebpf:"on_set_state_nested"`
 }
 
 // sockstateMapSpecs contains maps before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type sockstateMapSpecs struct {
+	CpuState     *ebpf.MapSpec `ebpf:"cpu_state"`
 	Drops        *ebpf.MapSpec `ebpf:"drops"`
 	Events       *ebpf.MapSpec `ebpf:"events"`
 	TargetSocks  *ebpf.MapSpec `ebpf:"target_socks"`
@@ -166,6 +182,7 @@ func (o *sockstateObjects) Close() error {
 //
 // It can be passed to loadSockstateObjects or ebpf.CollectionSpec.LoadAndAssign.
 type sockstateMaps struct {
+	CpuState     *ebpf.Map `ebpf:"cpu_state"`
 	Drops        *ebpf.Map `ebpf:"drops"`
 	Events       *ebpf.Map `ebpf:"events"`
 	TargetSocks  *ebpf.Map `ebpf:"target_socks"`
@@ -174,6 +191,7 @@ type sockstateMaps struct {
 
 func (m *sockstateMaps) Close() error {
 	return _SockstateClose(
+		m.CpuState,
 		m.Drops,
 		m.Events,
 		m.TargetSocks,
@@ -193,12 +211,14 @@ type sockstateVariables struct {
 //
 // It can be passed to loadSockstateObjects or ebpf.CollectionSpec.LoadAndAssign.
 type sockstatePrograms struct {
-	OnSetState *ebpf.Program `ebpf:"on_set_state"`
+	OnSetState       *ebpf.Program `ebpf:"on_set_state"`
+	OnSetStateNested *ebpf.Program `ebpf:"on_set_state_nested"`
 }
 
 func (p *sockstatePrograms) Close() error {
 	return _SockstateClose(
 		p.OnSetState,
+		p.OnSetStateNested,
 	)
 }
 

@@ -38,7 +38,7 @@ type Input struct {
 	Version        string
 	Kernel         string
 	Scope          Scope
-	Dropped        uint64
+	Loss           Loss
 	Sysctl         map[string]string
 	Netstat        map[string]uint64
 	Threshold      time.Duration
@@ -72,7 +72,8 @@ func Build(in Input) *Report {
 		DurationS:       seconds(in.EndNs - in.StartNs),
 		Scope:           in.Scope,
 		Events:          st.Events,
-		Dropped:         max(in.Dropped, st.LostRecords),
+		Dropped:         max(in.Loss.RingFull, st.LostRecords) + in.Loss.Recursion,
+		Loss:            in.Loss,
 		Transitions:     map[string]uint64{},
 		States:          map[string]Durations{},
 		Sysctl:          in.Sysctl,

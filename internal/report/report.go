@@ -21,9 +21,10 @@ type Report struct {
 	// all, and any filters.
 	Scope Scope `json:"scope"`
 	// Events counts records read from the kernel; Dropped those the kernel
-	// could not deliver because the ring buffer was full.
+	// could not deliver (Loss says why).
 	Events  uint64 `json:"events"`
 	Dropped uint64 `json:"dropped"`
+	Loss    Loss   `json:"loss"`
 	// Complete is false when records were dropped or sockets evicted:
 	// some numbers below then undercount, and lifetimes that spanned a
 	// loss are left out.
@@ -57,6 +58,21 @@ type Scope struct {
 	PID      int    `json:"pid,omitempty"`
 	Port     int    `json:"port,omitempty"`
 	Family   string `json:"family,omitempty"`
+}
+
+// Loss says why records were lost.
+type Loss struct {
+	// RingFull: the ring buffer was full (the reader fell behind).
+	RingFull uint64 `json:"ring_full"`
+	// Recursion: the kernel skipped a transition because tcptrace's program
+	// was already running on that CPU (an interrupt arrived while it ran)
+	// and the fallback program was busy too.
+	Recursion uint64 `json:"recursion"`
+	// Rescued: transitions the fallback program recorded in such cases.
+	Rescued uint64 `json:"rescued"`
+	// TimerMisses: timer tracepoint hits skipped the same way; most are
+	// other timers, so this only bounds lost TIME_WAIT records.
+	TimerMisses uint64 `json:"timer_misses"`
 }
 
 // Tracking says how much the tracker held and what it had to leave out.

@@ -24,16 +24,22 @@ type sockKey struct{ local, remote netip.AddrPort }
 // closeWaitCensus keeps, from periodic sock_diag dumps of CLOSE_WAIT only,
 // when each socket was first seen, and the latest list. Sockets that
 // predate tracing, or that the events missed, get their age from it.
+//
+// It also lists the FIN_WAIT2 orphan mini-sockets: an orphan that receives
+// its FIN can turn into TIME_WAIT without any record (see
+// tracker.PromoteOrphans), and the census is how tcptrace notices.
 type closeWaitCensus struct {
-	dumper *census.Dumper
-	mu     sync.Mutex
-	first  map[sockKey]uint64
-	latest []census.Socket
-	err    error
+	dumper  *census.Dumper
+	mu      sync.Mutex
+	first   map[sockKey]uint64
+	latest  []census.Socket
+	orphans map[sockKey]bool
+	takenNs uint64
+	err     error
 }
 
 func (c *closeWaitCensus) take() {
-	socks, err := c.dumper.Dump(census.Mask(event.CloseWait))
+	socks, err := c.dumper.Dump(census.Mask(event.CloseWait, event.FinWait2))
 	now := monoNow()
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -42,15 +48,38 @@ func (c *closeWaitCensus) take() {
 		return
 	}
 	seen := make(map[sockKey]uint64, len(socks))
+	cw := socks[:0:0]
+	orphans := map[sockKey]bool{}
 	for _, s := range socks {
 		k := sockKey{s.Local, s.Remote}
+		if s.State == event.FinWait2 {
+			if s.Timer == census.TimerTimeWait {
+				orphans[k] = true
+			}
+			continue
+		}
+		cw = append(cw, s)
 		if t, ok := c.first[k]; ok {
 			seen[k] = t
 		} else {
 			seen[k] = now
 		}
 	}
-	c.first, c.latest, c.err = seen, socks, nil
+	c.first, c.latest, c.orphans, c.takenNs, c.err = seen, cw, orphans, now, nil
+}
+
+// reconcile tells the tracker which orphans the latest census no longer
+// shows. It runs on the reader's goroutine, which owns the tracker.
+func (c *closeWaitCensus) reconcile(t *trace, lastNs *uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.err != nil || c.takenNs == *lastNs {
+		return
+	}
+	*lastNs = c.takenNs
+	t.tracker.PromoteOrphans(t.ownNS, c.takenNs, func(l, r netip.AddrPort) bool {
+		return c.orphans[sockKey{l, r}]
+	})
 }
 
 func (c *closeWaitCensus) current() (int, error) {
@@ -117,11 +146,14 @@ func runReport(ctx context.Context, opts Options, stdout, stderr io.Writer) erro
 		}
 	})
 
+	var reconciled uint64
 	status := func(nowNs uint64) {
+		cw.reconcile(t, &reconciled)
 		if opts.Quiet {
 			return
 		}
-		drops, _ := t.probe.Drops()
+		loss, _ := t.probe.Loss()
+		drops := loss.Total()
 		cwNow, cwErr := cw.current()
 		b := t.tracker.Brief(nowNs, uint64(opts.CloseWaitThreshold))
 		if cwErr != nil {
@@ -140,6 +172,7 @@ func runReport(ctx context.Context, opts Options, stdout, stderr io.Writer) erro
 	// The final census is the truth about which CLOSE_WAIT sockets are
 	// still open; their inodes name the processes that hold them.
 	cw.take()
+	cw.reconcile(t, &reconciled)
 	in := report.Input{
 		Stats: t.tracker.Stats(), StartNs: t.startNs, EndNs: endNs, Started: t.started,
 		Version: Version, Kernel: hostinfo.ShortRelease(release),
@@ -151,8 +184,8 @@ func runReport(ctx context.Context, opts Options, stdout, stderr io.Writer) erro
 	if !opts.AllNetNS {
 		in.Scope.NetNS = t.ownNS
 	}
-	if drops, err := t.probe.Drops(); err == nil {
-		in.Dropped = drops
+	if l, err := t.probe.Loss(); err == nil {
+		in.Loss = report.Loss{RingFull: l.RingFull, Recursion: l.Transitions, Rescued: l.Rescued, TimerMisses: l.TimerMisses}
 	}
 	if nsErr == nil {
 		if after, err := hostinfo.ReadNetstat(procfs); err == nil {

@@ -276,7 +276,8 @@ func runEvents(ctx context.Context, opts Options, stdout, stderr io.Writer) erro
 	if err == nil && werr != nil && !errors.Is(werr, syscall.EPIPE) {
 		err = fmt.Errorf("writing events: %w", werr)
 	}
-	drops, derr := t.probe.Drops()
+	loss, derr := t.probe.Loss()
+	drops := loss.Total()
 	if derr == nil {
 		st := t.tracker.Stats()
 		summary := fmt.Sprintf("tcptrace: %d events in %.1f s, %d dropped", st.Events,

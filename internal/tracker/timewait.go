@@ -129,6 +129,9 @@ func (t *Tracker) dest(role Role, netns uint32, ap netip.AddrPort) (uint32, *Des
 
 func (t *Tracker) twStart(ev *event.Event) {
 	t.mini(ev.NewState).started(ev)
+	if ev.NewState == event.FinWait2 {
+		t.orphanAt[ev.Sock] = orphanAt{startNs: ev.TimeNs, netns: ev.NetNS, local: ev.Local, remote: ev.Remote}
+	}
 	cpu := int(ev.CPU)
 	if cpu >= len(t.pending) {
 		t.pending = append(t.pending, make([]pendingTW, cpu+1-len(t.pending))...)
@@ -174,13 +177,7 @@ func (t *Tracker) twRearm(ev *event.Event) {
 		return
 	}
 	if ev.OldState == event.FinWait2 && ev.NewState == event.TimeWait {
-		t.orphans.Now--
-		t.orphans.BecameTW++
-		if ev.Flags&event.FlagIncomplete == 0 {
-			t.orphans.Life.Add(ev.PhaseNs)
-		}
-		t.timeWait.started(ev)
-		t.timeWait.FromOrphans++
+		t.promoted(ev, ev.PhaseNs, ev.Flags&event.FlagIncomplete == 0)
 	}
 }
 
@@ -191,10 +188,61 @@ func (t *Tracker) twEnd(ev *event.Event) {
 			ev.Aux = t.settleTW(p, nil)
 		}
 	}
+	if ev.OldState == event.FinWait2 && ev.NewState == event.TimeWait && ev.Flags&event.FlagStartUnknown == 0 {
+		// Promoted silently: count the orphan's end and the TIME_WAIT's
+		// start, but neither phase's length (unknown).
+		t.promoted(ev, 0, false)
+		ev.Flags |= event.FlagIncomplete
+	}
+	delete(t.orphanAt, ev.Sock)
 	t.mini(ev.NewState).ended(ev)
 	if ev.Aux != 0 {
 		if i := ev.Aux&0xffffff - 1; int(i) < len(t.destList) {
 			t.destList[i].Now--
 		}
 	}
+}
+
+// orphanAt is where a live FIN_WAIT2 orphan sits, for PromoteOrphans.
+type orphanAt struct {
+	startNs       uint64
+	netns         uint32
+	local, remote netip.AddrPort
+}
+
+// promoted moves a mini-socket from the orphans to TIME_WAIT: the peer's
+// FIN arrived after all.
+func (t *Tracker) promoted(ev *event.Event, phaseNs uint64, phaseKnown bool) {
+	delete(t.orphanAt, ev.Sock)
+	t.orphans.Now--
+	t.orphans.BecameTW++
+	if phaseKnown {
+		t.orphans.Life.Add(phaseNs)
+	}
+	t.timeWait.started(ev)
+	t.timeWait.FromOrphans++
+}
+
+// PromoteOrphans reconciles the FIN_WAIT2 orphans with a census of the
+// network namespace netns taken at nowNs: isOrphan reports whether the
+// census still shows a mini-socket in FIN_WAIT2 at a 4-tuple. Orphans it
+// no longer shows became TIME_WAIT with no record to say so (their end
+// would have been recorded); orphans born after the census are left
+// alone. It returns how many were promoted.
+func (t *Tracker) PromoteOrphans(netns uint32, nowNs uint64, isOrphan func(local, remote netip.AddrPort) bool) int {
+	n := 0
+	for sock, o := range t.orphanAt {
+		if o.netns != netns || o.startNs >= nowNs || isOrphan(o.local, o.remote) {
+			continue
+		}
+		phase, ok := t.res.Promote(sock, nowNs)
+		if !ok {
+			delete(t.orphanAt, sock)
+			continue
+		}
+		ev := event.Event{TimeNs: nowNs, Sock: sock}
+		t.promoted(&ev, phase, false)
+		n++
+	}
+	return n
 }

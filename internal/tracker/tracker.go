@@ -124,6 +124,7 @@ type Tracker struct {
 
 	timeWait MiniStats
 	orphans  MiniStats
+	orphanAt map[uint64]orphanAt
 
 	dests    map[destKey]uint32
 	destList []Destination
@@ -151,6 +152,7 @@ func New(cfg Config, emit func(*event.Event)) *Tracker {
 		listeners:    make(map[listenKey]uint32),
 		dests:        make(map[destKey]uint32),
 		connectProcs: make(map[uint32]uint64),
+		orphanAt:     make(map[uint64]orphanAt),
 	}
 	t.res.MaxLive = 4 * cfg.MaxSockets
 	return t

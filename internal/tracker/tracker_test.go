@@ -308,3 +308,41 @@ func TestHistQuantiles(t *testing.T) {
 		}
 	}
 }
+
+func TestSilentPromotion(t *testing.T) {
+	const a, b = "10.0.0.1:4000", "10.0.0.2:80"
+	var s seq
+	// Two orphans; the census later shows only the second still orphaned.
+	s.at(1*ms).tw(event.TimerStart, 7, event.FinWait2, a, b)
+	s.at(2*ms).tw(event.TimerStart, 8, event.FinWait2, "10.0.0.1:4001", b)
+	tr := newTracker(nil)
+	feed(tr, &s)
+	still := func(l, r netip.AddrPort) bool { return l.Port() == 4001 }
+	if n := tr.PromoteOrphans(1, 500*ms, still); n != 1 {
+		t.Fatalf("promoted %d, want 1", n)
+	}
+	st := tr.Stats()
+	if st.Orphans.Now != 1 || st.Orphans.BecameTW != 1 || st.TimeWait.Now != 1 || st.TimeWait.FromOrphans != 1 {
+		t.Fatalf("after census: orphans %+v, time wait %+v", st.Orphans, st.TimeWait)
+	}
+	// An orphan born after the census is not judged by it.
+	var s2 seq
+	s2.at(600*ms).tw(event.TimerStart, 9, event.FinWait2, "10.0.0.1:4002", b)
+	feed(tr, &s2)
+	if n := tr.PromoteOrphans(1, 550*ms, still); n != 0 {
+		t.Fatalf("promoted %d orphans the census could not have seen", n)
+	}
+	// Orphan 8 turns into TIME_WAIT with no record, then expires: its end
+	// says TIME_WAIT.
+	var s3 seq
+	s3.at(60000*ms).tw(event.TimerCancel, 8, event.TimeWait, "10.0.0.1:4001", b)
+	s3.at(60000*ms+5).tw(event.TimerExpire, 8, event.TimeWait, "10.0.0.1:4001", b)
+	feed(tr, &s3)
+	st = tr.Stats()
+	if st.Orphans.Now != 1 || st.Orphans.BecameTW != 2 || st.TimeWait.Now != 1 || st.TimeWait.Expired != 1 {
+		t.Fatalf("after silent promotion and expiry: orphans %+v, time wait %+v", st.Orphans, st.TimeWait)
+	}
+	if st.TimeWaitLife.Count != 0 {
+		t.Errorf("a TIME_WAIT of unknown start recorded a lifetime: %+v", st.TimeWaitLife)
+	}
+}
