@@ -73,14 +73,21 @@ static __always_inline struct tt_event *tt_reserve(__u32 *cpu_drops)
 }
 
 /* tt_submit publishes a record. Waking the reader per record is what makes
- * per-event tracers expensive, so the reader is woken only when a batch of
- * cfg.wakeup_bytes is waiting; otherwise it finds the data on its next
- * timed poll, which bounds the delivery latency. */
+ * per-event tracers expensive, so the reader is woken once, by the record
+ * that brings the waiting data past cfg.wakeup_bytes; otherwise it finds
+ * the data on its next timed poll, which bounds the delivery latency. (A
+ * reader that is awake keeps reading until the ring is empty, so one
+ * wakeup per crossing is enough; waking on every record past the mark
+ * would interrupt the CPU with an IPI each time.) */
 static __always_inline void tt_submit(struct tt_event *e)
 {
 	__u64 flags = BPF_RB_NO_WAKEUP;
+	__u64 avail = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA);
 
-	if (bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= cfg.wakeup_bytes)
+	/* avail counts this record already. Records from two CPUs can skip a
+	 * narrow band, so the band is ten records wide. */
+	if ((avail < cfg.wakeup_bytes && avail + 10 * (sizeof(*e) + 8) >= cfg.wakeup_bytes) ||
+	    avail >= 3 * (__u64)cfg.wakeup_bytes) /* the reader is badly behind */
 		flags = BPF_RB_FORCE_WAKEUP;
 	bpf_ringbuf_submit(e, flags);
 }

@@ -80,9 +80,10 @@ struct {
 static __always_inline int record(struct sock *sk, int oldstate, int newstate)
 {
 	struct tt_event *e;
-	__u64 pid_tgid;
-	__u32 netns, ndrops, tgid;
+	__u64 pid_tgid = 0;
+	__u32 netns, ndrops;
 	__u16 family, sport, dport;
+	bool task;
 
 	/* The tracepoint also fires for SCTP and MPTCP sockets. */
 	if (sk->sk_protocol != IPPROTO_TCP)
@@ -103,9 +104,14 @@ static __always_inline int record(struct sock *sk, int oldstate, int newstate)
 	dport = bpf_ntohs(sk->__sk_common.skc_dport);
 	if (cfg.port && sport != cfg.port && dport != cfg.port)
 		return 0;
-	pid_tgid = bpf_get_current_pid_tgid();
-	tgid = pid_tgid >> 32;
-	if (cfg.tgid && !target_match(sk, tgid, oldstate, newstate))
+	/* The current task means something only in the owner's own system
+	 * call (and in a connect() that failed before sending its SYN); in
+	 * softirq it is whoever was interrupted, so it is not even read. */
+	task = in_owner_syscall(oldstate, newstate) ||
+	       (oldstate == TCP_SYN_SENT && newstate == TCP_CLOSE && sport == 0);
+	if (task || cfg.tgid)
+		pid_tgid = bpf_get_current_pid_tgid();
+	if (cfg.tgid && !target_match(sk, pid_tgid >> 32, oldstate, newstate))
 		return 0;
 
 	e = tt_reserve(&ndrops);
@@ -113,8 +119,8 @@ static __always_inline int record(struct sock *sk, int oldstate, int newstate)
 		return 0;
 	e->ts_ns = bpf_ktime_get_ns();
 	e->skaddr = (__u64)sk;
-	e->pid = tgid;
-	e->tid = (__u32)pid_tgid;
+	e->pid = task ? pid_tgid >> 32 : 0;
+	e->tid = task ? (__u32)pid_tgid : 0;
 	e->netns = netns;
 	e->drops = ndrops;
 	e->expires = 0;
@@ -140,7 +146,10 @@ static __always_inline int record(struct sock *sk, int oldstate, int newstate)
 	 * refused or timed-out connect has one). */
 	if (oldstate == TCP_SYN_SENT && newstate == TCP_CLOSE && sport == 0)
 		e->flags = TT_F_CONNECT_FAILED;
-	bpf_get_current_comm(e->comm, sizeof(e->comm));
+	if (task)
+		bpf_get_current_comm(e->comm, sizeof(e->comm));
+	else
+		__builtin_memset(e->comm, 0, sizeof(e->comm));
 
 	/* Remember the target's active closes for the timewait programs. */
 	if (cfg.tgid && newstate == TCP_FIN_WAIT1) {
@@ -195,6 +204,15 @@ int BPF_PROG(on_set_state_nested, struct sock *sk, int oldstate, int newstate)
 	if (!c)
 		return 0;
 	c->nested_busy = 1;
+	/* Almost always on_set_state has just started on this very transition:
+	 * look there first. */
+	struct tt_seen *last = &c->seen[c->last % TT_SEEN];
+
+	if (last->sk == (__u64)sk && last->states == states) {
+		last->sk = 0;
+		c->nested_busy = 0;
+		return 0;
+	}
 	for (int i = 0; i < TT_SEEN; i++) {
 		if (c->seen[i].sk == (__u64)sk && c->seen[i].states == states) {
 			c->seen[i].sk = 0;

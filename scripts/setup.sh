@@ -2,7 +2,7 @@
 # setup.sh installs what tcptrace's tests need on Debian or Ubuntu:
 #   scripts/setup.sh             the tests: iproute2 (ip netns)
 #   scripts/setup.sh --generate  also clang-19, llvm-19 and libbpf-dev (make generate)
-#   scripts/setup.sh --bench     also libbpf-tools (the tcpstates peer for make bench)
+#   scripts/setup.sh --bench     also libbpf-tools (the tcpstates peer) and GNU time, for make bench
 # It does nothing when everything is there, so it is cheap to run each time.
 set -eu
 
@@ -17,6 +17,7 @@ for arg in "$@"; do
 		;;
 	--bench)
 		[ -x /usr/sbin/tcpstates ] || command -v tcpstates >/dev/null 2>&1 || need="$need libbpf-tools"
+		[ -x /usr/bin/time ] || need="$need time"
 		;;
 	*)
 		echo "setup.sh: unknown option $arg (want --generate or --bench)" >&2

@@ -1,0 +1,124 @@
+#!/bin/sh
+# bench.sh measures what tracing costs a loopback connection storm:
+# untraced vs `tcptrace -q` vs the libbpf-tools `tcpstates` peer, each run
+# in a fresh network namespace, in alternating order, and prints a table of
+# medians. The last line is tcptrace's median throughput over untraced.
+#
+#   sudo scripts/bench.sh                 (or: sudo make bench)
+#   N=20000 C=4 PAIRS=5 CLOSE=server sudo -E scripts/bench.sh
+#
+# Needs root, ./tcptrace and ./tcpchurn (make build), GNU time, and
+# tcpstates (installed from Debian's libbpf-tools when missing).
+set -eu
+
+N=${N:-20000}          # connections per run
+C=${C:-4}              # concurrent clients
+PAIRS=${PAIRS:-5}      # rounds; each round runs every mode once
+CLOSE=${CLOSE:-server} # who closes first
+MODES=${MODES:-"untraced tcptrace tcpstates"}
+
+cd "$(dirname "$0")/.."
+if [ "$(id -u)" != 0 ]; then
+	echo "bench.sh: needs root (it loads BPF programs and creates network namespaces): sudo make bench" >&2
+	exit 1
+fi
+[ -x ./tcptrace ] && [ -x ./tcpchurn ] || { echo "bench.sh: build first: make build" >&2; exit 1; }
+scripts/setup.sh --bench
+TCPSTATES=$(command -v tcpstates || echo /usr/sbin/tcpstates)
+# The peer attaches a classic tracepoint, which needs tracefs.
+if [ ! -e /sys/kernel/tracing/events ]; then
+	mount -t tracefs tracefs /sys/kernel/tracing
+fi
+
+work=$(mktemp -d /tmp/tcptrace-bench.XXXXXX)
+ns=""
+cleanup() {
+	[ -n "$ns" ] && ip netns del "$ns" 2>/dev/null || true
+	pkill -f "$TCPSTATES" 2>/dev/null || true
+	rm -rf "$work"
+}
+trap cleanup EXIT INT TERM
+
+# json FILE KEY: a number from a one-line JSON object.
+json() { sed -n "s/.*\"$2\":\([0-9.]*\).*/\1/p" "$1" | tail -1; }
+
+run() { # run MODE ROUND
+	mode=$1
+	ns="tcptrace-bench-$$-$2-$mode"
+	ip netns add "$ns"
+	ip -n "$ns" link set lo up
+	out="$work/$mode.$2"
+	case "$mode" in
+	untraced)
+		ip netns exec "$ns" ./tcpchurn -n "$N" -c "$C" --close "$CLOSE" -o json >"$out.churn"
+		;;
+	tcptrace)
+		rm -f "$work/ready"
+		ip netns exec "$ns" /usr/bin/time -f '%U %S %M' -o "$out.time" \
+			./tcptrace -q -o json --ready-file "$work/ready" >"$out.report" 2>"$out.err" &
+		tpid=$!
+		i=0
+		while [ ! -e "$work/ready" ]; do
+			sleep 0.05
+			i=$((i + 1))
+			if [ $i -gt 200 ]; then echo "bench.sh: tcptrace did not start:" >&2; cat "$out.err" >&2; exit 1; fi
+		done
+		ip netns exec "$ns" ./tcpchurn -n "$N" -c "$C" --close "$CLOSE" -o json >"$out.churn"
+		# GNU time ignores SIGINT: signal tcptrace, its child.
+		pkill -INT -P "$tpid"
+		wait "$tpid" || true
+		;;
+	tcpstates)
+		"$TCPSTATES" >/dev/null 2>"$out.err" &
+		tpid=$!
+		sleep 2 # it prints no "ready"; attaching takes well under this
+		ip netns exec "$ns" ./tcpchurn -n "$N" -c "$C" --close "$CLOSE" -o json >"$out.churn"
+		kill -INT "$tpid"
+		wait "$tpid" || true
+		;;
+	esac
+	ip netns del "$ns"
+	ns=""
+	json "$out.churn" per_second >>"$work/$mode.rates"
+}
+
+echo "bench: $PAIRS rounds of $N connections, $C concurrent clients, close=$CLOSE, fresh network namespace per run" >&2
+round=1
+while [ $round -le "$PAIRS" ]; do
+	# Rotate the order each round so no mode always runs first.
+	order=$(echo $MODES | awk -v r=$round '{n=NF; for (i=0;i<n;i++) printf "%s ", $(((i+r-1)%n)+1)}')
+	for mode in $order; do
+		run "$mode" "$round"
+		printf '  round %d %-10s %s conn/s\n' "$round" "$mode" "$(tail -1 "$work/$mode.rates")" >&2
+	done
+	round=$((round + 1))
+done
+
+median() { sort -n "$1" | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else printf "%.0f\n", (a[NR/2]+a[NR/2+1])/2}'; }
+base=$(median "$work/untraced.rates")
+
+# tcptrace accounting: every transition tcpchurn caused, found in the report.
+expected=0 accounted=0 drops=0 cpu=0 rss=0
+for f in "$work"/tcptrace.*.report; do
+	r=${f%.report}
+	e=$(json "$r.churn" transitions)
+	a=$(tail -1 "$f" | sed -n 's/.*"transitions":{\([^}]*\)}.*/\1/p' | tr ',' '\n' | sed 's/.*://' | awk '{s+=$1} END {print s+0}')
+	d=$(tail -1 "$f" | sed -n 's/.*"dropped":\([0-9]*\).*/\1/p')
+	expected=$((expected + e)) accounted=$((accounted + a)) drops=$((drops + d))
+	if [ "$a" != "$e" ]; then
+		echo "  ${r##*/}: $e transitions expected, $a accounted, $d dropped" >&2
+	fi
+	set -- $(cat "$r.time")
+	cpu=$(echo "$cpu $1 $2" | awk '{printf "%.2f", $1 + $2 + $3}')
+	[ "$3" -gt "$rss" ] && rss=$3
+done
+runs=$(wc -l <"$work/tcptrace.rates")
+
+printf '\n%-12s %14s %8s\n' "traced by" "median conn/s" "ratio"
+for mode in $MODES; do
+	m=$(median "$work/$mode.rates")
+	printf '%-12s %14s %8s\n' "$mode" "$m" "$(echo "$m $base" | awk '{printf "%.2f", $1/$2}')"
+done
+printf '\ntcptrace: %d transitions expected, %d accounted, %d dropped; %.2f CPU s per run, peak RSS %d MiB\n' \
+	"$expected" "$accounted" "$drops" "$(echo "$cpu $runs" | awk '{print $1/$2}')" $((rss / 1024))
+echo "tcptrace/untraced median ratio: $(echo "$(median "$work/tcptrace.rates") $base" | awk '{printf "%.3f", $1/$2}')"
