@@ -109,6 +109,8 @@ type Tracker struct {
 	cwTail uint32
 
 	procs     map[uint32][16]byte
+	lastPID   uint32
+	lastComm  [16]byte
 	listeners map[listenKey]uint32
 
 	pending []pendingTW
@@ -329,7 +331,9 @@ func (t *Tracker) transition(ev *event.Event) {
 	}
 	if s.owner != 0 {
 		ev.OwnerPID = s.owner
-		ev.OwnerComm = t.procs[s.owner]
+		if t.emit != nil { // nobody reads the name otherwise: skip the lookup
+			ev.OwnerComm = t.procs[s.owner]
+		}
 	}
 
 	switch {
@@ -354,6 +358,11 @@ func (t *Tracker) transition(ev *event.Event) {
 }
 
 func (t *Tracker) rememberProc(pid uint32, comm [16]byte) {
+	// Most transitions in a row come from the same busy process.
+	if pid == t.lastPID && comm == t.lastComm {
+		return
+	}
+	t.lastPID, t.lastComm = pid, comm
 	if c, ok := t.procs[pid]; ok && c == comm {
 		return
 	}
