@@ -79,6 +79,9 @@ run() { # run MODE ROUND
 	esac
 	ip netns del "$ns"
 	ns=""
+	# The namespace's TIME_WAIT sockets are freed by a kernel worker after
+	# it is gone: let that finish before the next run is timed.
+	sleep 1.5
 	json "$out.churn" per_second >>"$work/$mode.rates"
 }
 
@@ -89,12 +92,12 @@ while [ $round -le "$PAIRS" ]; do
 	order=$(echo $MODES | awk -v r=$round '{n=NF; for (i=0;i<n;i++) printf "%s ", $(((i+r-1)%n)+1)}')
 	for mode in $order; do
 		run "$mode" "$round"
-		printf '  round %d %-10s %s conn/s\n' "$round" "$mode" "$(tail -1 "$work/$mode.rates")" >&2
+		printf '  round %d %-10s %.0f conn/s\n' "$round" "$mode" "$(tail -1 "$work/$mode.rates")" >&2
 	done
 	round=$((round + 1))
 done
 
-median() { sort -n "$1" | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else printf "%.0f\n", (a[NR/2]+a[NR/2+1])/2}'; }
+median() { sort -n "$1" | awk '{a[NR]=$1} END {if (NR%2) printf "%.0f\n", a[(NR+1)/2]; else printf "%.0f\n", (a[NR/2]+a[NR/2+1])/2}'; }
 base=$(median "$work/untraced.rates")
 
 # tcptrace accounting: every transition tcpchurn caused, found in the report.

@@ -8,12 +8,12 @@ import (
 	"fmt"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/features"
 	"github.com/cilium/ebpf/link"
-	"github.com/cilium/ebpf/ringbuf"
 	"github.com/cilium/ebpf/rlimit"
 	"golang.org/x/sys/unix"
 
@@ -42,10 +42,10 @@ type Config struct {
 	Poll time.Duration
 }
 
-// ErrClosed is returned by Read once the probe is closed and drained.
+// ErrClosed is returned by Poll once the probe is closed and drained.
 var ErrClosed = errors.New("probe closed")
 
-// ErrIdle is returned by Read when no record arrived for a poll period. The
+// ErrIdle is returned by Poll when no record arrived for a poll period. The
 // caller gets control back for periodic work, then calls Read again.
 var ErrIdle = errors.New("no records for a poll period")
 
@@ -55,12 +55,17 @@ type Probe struct {
 	sock    sockstateObjects
 	tw      timewaitObjects
 	links   []link.Link
-	reader  *ringbuf.Reader
-	rec     ringbuf.Record
+	ring    *ring
 	hz      int
 	stop    sync.Once
 	stopErr error
+	stopped atomic.Bool
 	closed  bool
+	// The record callback, made once so that Poll allocates nothing.
+	onRecord func([]byte)
+	fn       func(*event.Event)
+	ev       event.Event
+	corrupt  uint64
 }
 
 // DefaultRingBytes is the default ring buffer size.
@@ -134,9 +139,15 @@ func Open(cfg Config) (_ *Probe, err error) {
 	}
 
 	// The reader exists before the programs attach, so no record is missed.
-	p.reader, err = ringbuf.NewReader(p.sock.Events)
-	if err != nil {
-		return nil, fmt.Errorf("opening ring buffer reader: %w", err)
+	if p.ring, err = newRing(p.sock.Events); err != nil {
+		return nil, err
+	}
+	p.onRecord = func(b []byte) {
+		if err := Decode(b, &p.ev); err != nil {
+			p.corrupt++
+			return
+		}
+		p.fn(&p.ev)
 	}
 
 	// Mini-socket timers first: a TIME_WAIT start is then never seen
@@ -158,7 +169,6 @@ func Open(cfg Config) (_ *Probe, err error) {
 		}
 		p.links = append(p.links, l)
 	}
-	p.reader.SetDeadline(time.Now().Add(cfg.Poll))
 	return p, nil
 }
 
@@ -166,34 +176,61 @@ func Open(cfg Config) (_ *Probe, err error) {
 // time; 0 when the kernel config could not be read.
 func (p *Probe) HZ() int { return p.hz }
 
-// Read fills ev with the next record. It returns ErrIdle when no record
-// arrived for a poll period, and ErrClosed once Stop was called and every
-// record written before it has been read.
-func (p *Probe) Read(ev *event.Event) error {
-	err := p.reader.ReadInto(&p.rec)
-	switch {
-	case err == nil:
-		return Decode(p.rec.RawSample, ev)
-	case errors.Is(err, os.ErrDeadlineExceeded):
-		p.reader.SetDeadline(time.Now().Add(p.cfg.Poll))
-		return ErrIdle
-	case errors.Is(err, ringbuf.ErrFlushed), errors.Is(err, ringbuf.ErrClosed), errors.Is(err, os.ErrClosed):
-		return ErrClosed
+// Poll waits for records (at most the poll period, unless the kernel
+// wakes it for a full batch) and hands every record waiting to fn, decoded
+// into an Event that is reused: fn must not keep the pointer. It returns
+// the number of records, ErrIdle if there were none, and ErrClosed once
+// Stop was called and everything written before it has been handed over.
+func (p *Probe) Poll(fn func(*event.Event)) (int, error) {
+	p.fn = fn
+	if p.stopped.Load() {
+		return p.drainAll()
 	}
-	return fmt.Errorf("reading ring buffer: %w", err)
+	stop, err := p.ring.wait(p.cfg.Poll)
+	if err != nil {
+		return 0, err
+	}
+	if stop {
+		return p.drainAll()
+	}
+	n, _ := p.ring.drain(p.onRecord)
+	if n == 0 {
+		return 0, ErrIdle
+	}
+	return n, nil
 }
 
-// Stop detaches the programs, so no new records arrive, and makes Read
-// return what is still in the ring buffer, then ErrClosed. It may be called
-// from another goroutine than Read.
+// drainAll reads what is left after Stop. A record reserved before the
+// programs were detached may still be being written: wait for it briefly.
+func (p *Probe) drainAll() (int, error) {
+	total := 0
+	deadline := time.Now().Add(time.Second)
+	for {
+		n, busy := p.ring.drain(p.onRecord)
+		total += n
+		if !busy || time.Now().After(deadline) {
+			return total, ErrClosed
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// Corrupt counts records that could not be decoded (a kernel/userspace
+// mismatch; always 0 unless something is badly wrong).
+func (p *Probe) Corrupt() uint64 { return p.corrupt }
+
+// Stop detaches the programs, so no new records arrive, and makes Poll
+// hand over what is still in the ring buffer, then return ErrClosed. It
+// may be called from another goroutine than Poll.
 func (p *Probe) Stop() error {
 	p.stop.Do(func() {
 		var errs []error
 		for _, l := range p.links {
 			errs = append(errs, l.Close())
 		}
-		if p.reader != nil {
-			errs = append(errs, p.reader.Flush())
+		p.stopped.Store(true)
+		if p.ring != nil {
+			errs = append(errs, p.ring.stop())
 		}
 		p.stopErr = errors.Join(errs...)
 	})
@@ -268,8 +305,8 @@ func (p *Probe) Close() error {
 	}
 	p.closed = true
 	errs := []error{p.Stop()}
-	if p.reader != nil {
-		errs = append(errs, p.reader.Close())
+	if p.ring != nil {
+		errs = append(errs, p.ring.close())
 	}
 	errs = append(errs, p.tw.Close(), p.sock.Close())
 	return errors.Join(errs...)

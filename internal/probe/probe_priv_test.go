@@ -37,25 +37,24 @@ func startProbe(t *testing.T, cfg Config) *collector {
 	t.Cleanup(func() { _ = p.Close() })
 	emit := func(e *event.Event) { c.evs = append(c.evs, *e) }
 	go func() {
-		var ev event.Event
 		for {
-			err := p.Read(&ev)
-			c.mu.Lock()
+			_, err := p.Poll(func(e *event.Event) {
+				c.mu.Lock()
+				c.res.Feed(e, emit)
+				c.mu.Unlock()
+			})
 			switch {
-			case err == nil:
-				c.res.Feed(&ev, emit)
-			case errors.Is(err, ErrIdle):
+			case err == nil, errors.Is(err, ErrIdle):
 			case errors.Is(err, ErrClosed):
+				c.mu.Lock()
 				c.res.Flush(^uint64(0), emit)
 				c.mu.Unlock()
 				c.done <- nil
 				return
 			default:
-				c.mu.Unlock()
 				c.done <- err
 				return
 			}
-			c.mu.Unlock()
 		}
 	}()
 	return c

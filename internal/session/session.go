@@ -203,15 +203,13 @@ func (t *trace) loop(ctx context.Context, tick func(nowNs uint64), idle func()) 
 		interval = time.Second
 	}
 	next := time.Now().Add(interval)
-	var ev event.Event
-	for n := 0; ; n++ {
-		err := t.probe.Read(&ev)
+	feed := t.tracker.Feed
+	for {
+		// Poll hands over every record waiting, in one batch: the tick
+		// and the idle work run between batches, never per record.
+		_, err := t.probe.Poll(feed)
 		switch {
 		case err == nil:
-			t.tracker.Feed(&ev)
-			if n&1023 != 0 {
-				continue
-			}
 		case errors.Is(err, probe.ErrIdle):
 			t.tracker.Flush(monoNow())
 			if idle != nil {
