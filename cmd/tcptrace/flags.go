@@ -112,7 +112,7 @@ func parseFlags(args []string, stdout, stderr io.Writer) (session.Options, error
 		return o, fmt.Errorf("--pid %d: not a process id", o.PID)
 	}
 	if o.Port < 0 || o.Port > 65535 {
-		return o, fmt.Errorf("--port %d: must be 1-65535", o.Port)
+		return o, fmt.Errorf("--port %d: must be 1-65535 (or 0 for any port)", o.Port)
 	}
 	if o.MaxSockets < 1000 {
 		return o, fmt.Errorf("--max-sockets %d: must be at least 1000", o.MaxSockets)

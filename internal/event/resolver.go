@@ -43,6 +43,9 @@ type twLife struct {
 	substate  State
 	aux       uint32
 	preexists bool
+	// phaseUnknown: the current substate began at some unknown time (a
+	// promotion the census noticed after the fact).
+	phaseUnknown bool
 }
 
 type pendingCancel struct {
@@ -78,24 +81,21 @@ func (r *Resolver) SetAux(sock uint64, aux uint32) {
 
 // Promote records that a live FIN_WAIT2 orphan has become TIME_WAIT
 // without a record saying so (see end), as the census found at nowNs. It
-// returns how long the orphan phase lasted, 0 if unknown, and false if
-// the mini-socket is not live or not an orphan.
-func (r *Resolver) Promote(sock, nowNs uint64) (uint64, bool) {
+// returns the value SetAux attached, and false if the mini-socket is not
+// live or not an orphan. The promotion happened at some unknown time
+// before nowNs, so neither phase's length will be known.
+func (r *Resolver) Promote(sock, nowNs uint64) (uint32, bool) {
 	l, ok := r.live[sock]
 	if !ok || l.substate != FinWait2 {
 		return 0, false
 	}
-	var phase uint64
-	if !l.preexists && nowNs > l.phaseNs {
-		phase = nowNs - l.phaseNs
-	}
-	l.substate, l.phaseNs = TimeWait, nowNs
-	// The promotion happened at some point before nowNs: the TIME_WAIT
-	// phase's length will not be known.
-	l.preexists = true
+	l.substate, l.phaseNs, l.phaseUnknown = TimeWait, nowNs, true
 	r.live[sock] = l
-	return phase, true
+	return l.aux, true
 }
+
+// Aux returns the value SetAux attached to a live mini-socket, 0 if none.
+func (r *Resolver) Aux(sock uint64) uint32 { return r.live[sock].aux }
 
 // Feed processes one record from the kernel and calls emit for each
 // resulting event, in order. emit must not keep the pointer.
@@ -166,12 +166,14 @@ func (r *Resolver) start(ev *Event, afterCancel bool, emit func(*Event)) {
 	case known && afterCancel:
 		out.Kind = TimeWaitRearm
 		out.OldState = l.substate
+		out.Aux = l.aux
 		if l.substate != ev.NewState {
 			out.PhaseNs = ev.TimeNs - l.phaseNs
-			if l.preexists {
+			if l.preexists || l.phaseUnknown {
 				out.PhaseNs = 0
+				out.Flags |= FlagIncomplete
 			}
-			l.phaseNs = ev.TimeNs
+			l.phaseNs, l.phaseUnknown = ev.TimeNs, false
 			l.substate = ev.NewState
 		}
 		if l.gen != r.Gen {
@@ -231,6 +233,9 @@ func (r *Resolver) end(ev *Event, cause Cause, emit func(*Event)) {
 		case ev.TimeNs < l.startNs:
 			// Timestamps of records from different CPUs can disagree by
 			// a little; never report a negative life.
+			out.Flags |= FlagIncomplete
+		case l.phaseUnknown:
+			out.DurationNs = ev.TimeNs - l.startNs
 			out.Flags |= FlagIncomplete
 		default:
 			out.DurationNs = ev.TimeNs - l.startNs

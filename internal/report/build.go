@@ -50,8 +50,13 @@ type Input struct {
 	CloseWait []CensusSocket
 	// Owners maps socket inodes to the processes holding them.
 	Owners map[uint64]Owner
-	// PreexistingTimeWait counts TIME_WAIT sockets found at start.
+	// PreexistingTimeWait and PreexistingOrphans count the mini-sockets
+	// found at start.
 	PreexistingTimeWait int
+	PreexistingOrphans  int
+	// FullFinWait2 counts full sockets in FIN_WAIT2 at the end (census);
+	// -1 takes the tracker's count.
+	FullFinWait2 int
 	// TopN bounds the destination lists. Default 10.
 	TopN    int
 	Command *Command
@@ -122,9 +127,15 @@ func Build(in Input) *Report {
 		r.TimeWait.PeakAtS = seconds(tw.PeakAtNs - in.StartNs)
 	}
 	r.TimeWait.Peak = max(r.TimeWait.Peak, r.TimeWait.Current)
+	r.FinWait2Orphans.Peak = max(r.FinWait2Orphans.Peak, r.FinWait2Orphans.Current)
+	if in.FullFinWait2 < 0 {
+		r.FinWait2Orphans.FullSockets = int(st.Now[event.FinWait2])
+	}
 	or := &st.Orphans
 	r.FinWait2Orphans = Orphans{
-		Current: or.Now, Peak: or.Peak, Created: or.Created, PeakPerS: or.PeakPerSec,
+		Current:     or.Now + max(0, int64(in.PreexistingOrphans)-int64(or.PreexistingEnded)),
+		Preexisting: in.PreexistingOrphans, FullSockets: in.FullFinWait2,
+		Peak: or.Peak, Created: or.Created, PeakPerS: or.PeakPerSec,
 		Ended:    Ended{Expired: or.Expired, Killed: or.Killed, BecameTimeWait: or.BecameTW, Preexisting: or.PreexistingEnded},
 		ByRole:   ByRole{Client: or.ByRole[tracker.RoleClient], Server: or.ByRole[tracker.RoleServer]},
 		Lifetime: durations(st.OrphanLife),

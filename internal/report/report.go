@@ -162,7 +162,15 @@ type Destination struct {
 // never sent its FIN, and the kernel holds the 4-tuple for
 // tcp_fin_timeout seconds.
 type Orphans struct {
-	Current  int64     `json:"current"`
+	// Current counts the orphan mini-sockets at the end, including those
+	// found at start (Preexisting) not yet seen ending.
+	Current     int64 `json:"current"`
+	Preexisting int   `json:"preexisting"`
+	// FullSockets counts full sockets in FIN_WAIT2 at the end: half-closed
+	// by shutdown(), or closed while tcp_fin_timeout exceeds 60 s (the
+	// kernel then keeps the full socket, not a mini-socket, for the
+	// timeout).
+	FullSockets int `json:"full_sockets"`
 	Peak     int64     `json:"peak"`
 	Created  uint64    `json:"created"`
 	PeakPerS uint64    `json:"peak_per_s"`

@@ -34,13 +34,16 @@ type closeWaitCensus struct {
 	first   map[sockKey]uint64
 	latest  []census.Socket
 	orphans map[sockKey]bool
+	fullFW2 int
 	takenNs uint64
 	err     error
 }
 
 func (c *closeWaitCensus) take() {
-	socks, err := c.dumper.Dump(census.Mask(event.CloseWait, event.FinWait2))
+	// The time is taken before the dump: an orphan born during the dump
+	// may be missing from it, and must count as younger than the census.
 	now := monoNow()
+	socks, err := c.dumper.Dump(census.Mask(event.CloseWait, event.FinWait2))
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if err != nil {
@@ -50,11 +53,14 @@ func (c *closeWaitCensus) take() {
 	seen := make(map[sockKey]uint64, len(socks))
 	cw := socks[:0:0]
 	orphans := map[sockKey]bool{}
+	full := 0
 	for _, s := range socks {
 		k := sockKey{s.Local, s.Remote}
 		if s.State == event.FinWait2 {
 			if s.Timer == census.TimerTimeWait {
 				orphans[k] = true
+			} else {
+				full++
 			}
 			continue
 		}
@@ -66,6 +72,7 @@ func (c *closeWaitCensus) take() {
 		}
 	}
 	c.first, c.latest, c.orphans, c.takenNs, c.err = seen, cw, orphans, now, nil
+	c.fullFW2 = full
 }
 
 // reconcile tells the tracker which orphans the latest census no longer
@@ -112,7 +119,7 @@ func runReport(ctx context.Context, opts Options, stdout, stderr io.Writer) erro
 	}
 	defer dumper.Close()
 	cw := &closeWaitCensus{dumper: dumper, first: map[sockKey]uint64{}}
-	preTW, err := t.seedFromCensus(dumper, cw)
+	preTW, preOrphans, err := t.seedFromCensus(dumper, cw)
 	if err != nil {
 		return err
 	}
@@ -179,7 +186,8 @@ func runReport(ctx context.Context, opts Options, stdout, stderr io.Writer) erro
 		Scope: report.Scope{AllNetNS: opts.AllNetNS, PID: opts.PID, Port: opts.Port,
 			Family: report.FamilyName(opts.Family)},
 		Sysctl: sysctls, Threshold: opts.CloseWaitThreshold,
-		PreexistingTimeWait: preTW, OwnNetNS: t.ownNS,
+		PreexistingTimeWait: preTW, PreexistingOrphans: preOrphans, OwnNetNS: t.ownNS,
+		FullFinWait2: -1,
 	}
 	if !opts.AllNetNS {
 		in.Scope.NetNS = t.ownNS
@@ -195,6 +203,9 @@ func runReport(ctx context.Context, opts Options, stdout, stderr io.Writer) erro
 	cw.mu.Lock()
 	if cw.err == nil {
 		in.CensusOK = true
+		if !opts.AllNetNS {
+			in.FullFinWait2 = cw.fullFW2
+		}
 		var inodes []uint64
 		for _, s := range cw.latest {
 			in.CloseWait = append(in.CloseWait, report.CensusSocket{Local: s.Local, Remote: s.Remote,
@@ -231,22 +242,23 @@ func runReport(ctx context.Context, opts Options, stdout, stderr io.Writer) erro
 
 // seedFromCensus tells the tracker about listeners and counts the
 // mini-sockets that predate tracing.
-func (t *trace) seedFromCensus(d *census.Dumper, cw *closeWaitCensus) (int, error) {
-	socks, err := d.Dump(census.Mask(event.Listen, event.TimeWait))
+func (t *trace) seedFromCensus(d *census.Dumper, cw *closeWaitCensus) (timeWait, orphans int, err error) {
+	socks, err := d.Dump(census.Mask(event.Listen, event.TimeWait, event.FinWait2))
 	if err != nil {
-		return 0, fmt.Errorf("taking the socket census: %w", err)
+		return 0, 0, fmt.Errorf("taking the socket census: %w", err)
 	}
-	preTW := 0
 	for _, s := range socks {
-		switch s.State {
-		case event.Listen:
+		switch {
+		case s.State == event.Listen:
 			t.tracker.ObserveListener(t.ownNS, s.Local.Port(), 0)
-		case event.TimeWait:
-			preTW++
+		case s.State == event.TimeWait:
+			timeWait++
+		case s.State == event.FinWait2 && s.Timer == census.TimerTimeWait:
+			orphans++
 		}
 	}
 	cw.take()
-	return preTW, nil
+	return timeWait, orphans, nil
 }
 
 func owners(procfs fs.FS, inodes []uint64) map[uint64]report.Owner {

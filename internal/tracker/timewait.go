@@ -177,8 +177,19 @@ func (t *Tracker) twRearm(ev *event.Event) {
 		return
 	}
 	if ev.OldState == event.FinWait2 && ev.NewState == event.TimeWait {
-		t.promoted(ev, ev.PhaseNs, ev.Flags&event.FlagIncomplete == 0)
+		t.promoted(ev, t.auxNow(ev), ev.PhaseNs, ev.Flags&event.FlagIncomplete == 0)
 	}
+}
+
+// auxNow returns a re-armed mini-socket's Aux, settling its role first if
+// that is still pending.
+func (t *Tracker) auxNow(ev *event.Event) uint32 {
+	for i := range t.pending {
+		if p := &t.pending[i]; p.set && p.sock == ev.Sock {
+			return t.settleTW(p, nil)
+		}
+	}
+	return t.res.Aux(ev.Sock)
 }
 
 func (t *Tracker) twEnd(ev *event.Event) {
@@ -191,7 +202,7 @@ func (t *Tracker) twEnd(ev *event.Event) {
 	if ev.OldState == event.FinWait2 && ev.NewState == event.TimeWait && ev.Flags&event.FlagStartUnknown == 0 {
 		// Promoted silently: count the orphan's end and the TIME_WAIT's
 		// start, but neither phase's length (unknown).
-		t.promoted(ev, 0, false)
+		t.promoted(ev, ev.Aux, 0, false)
 		ev.Flags |= event.FlagIncomplete
 	}
 	delete(t.orphanAt, ev.Sock)
@@ -211,8 +222,9 @@ type orphanAt struct {
 }
 
 // promoted moves a mini-socket from the orphans to TIME_WAIT: the peer's
-// FIN arrived after all.
-func (t *Tracker) promoted(ev *event.Event, phaseNs uint64, phaseKnown bool) {
+// FIN arrived after all. aux is what settleTW attached (role and
+// destination).
+func (t *Tracker) promoted(ev *event.Event, aux uint32, phaseNs uint64, phaseKnown bool) {
 	delete(t.orphanAt, ev.Sock)
 	t.orphans.Now--
 	t.orphans.BecameTW++
@@ -221,6 +233,9 @@ func (t *Tracker) promoted(ev *event.Event, phaseNs uint64, phaseKnown bool) {
 	}
 	t.timeWait.started(ev)
 	t.timeWait.FromOrphans++
+	if role := Role(aux >> 24); aux != 0 && role <= RoleServer {
+		t.timeWait.ByRole[role]++
+	}
 }
 
 // PromoteOrphans reconciles the FIN_WAIT2 orphans with a census of the
@@ -235,13 +250,13 @@ func (t *Tracker) PromoteOrphans(netns uint32, nowNs uint64, isOrphan func(local
 		if o.netns != netns || o.startNs >= nowNs || isOrphan(o.local, o.remote) {
 			continue
 		}
-		phase, ok := t.res.Promote(sock, nowNs)
+		aux, ok := t.res.Promote(sock, nowNs)
 		if !ok {
 			delete(t.orphanAt, sock)
 			continue
 		}
 		ev := event.Event{TimeNs: nowNs, Sock: sock}
-		t.promoted(&ev, phase, false)
+		t.promoted(&ev, aux, 0, false)
 		n++
 	}
 	return n

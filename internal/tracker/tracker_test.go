@@ -204,6 +204,9 @@ func TestOrphanBecomesTimeWait(t *testing.T) {
 	if st.OrphanLife.Count != 1 {
 		t.Errorf("orphan phase not recorded: %+v", st.OrphanLife)
 	}
+	if st.TimeWait.ByRole[RoleClient] != 1 {
+		t.Errorf("promoted TIME_WAIT not counted by role: %v", st.TimeWait.ByRole)
+	}
 }
 
 func TestCloseWaitLeakAges(t *testing.T) {
@@ -344,5 +347,17 @@ func TestSilentPromotion(t *testing.T) {
 	}
 	if st.TimeWaitLife.Count != 0 {
 		t.Errorf("a TIME_WAIT of unknown start recorded a lifetime: %+v", st.TimeWaitLife)
+	}
+	if st.TimeWait.ByRole[RoleClient] != 2 || st.TimeWait.PreexistingEnded != 0 {
+		t.Errorf("by role %v, preexisting ends %d: want 2 client, 0", st.TimeWait.ByRole, st.TimeWait.PreexistingEnded)
+	}
+	// Orphan 7, promoted by the census, expires too: a normal end.
+	var s4 seq
+	s4.at(61000*ms).tw(event.TimerCancel, 7, event.TimeWait, a, b)
+	s4.at(61000*ms+5).tw(event.TimerExpire, 7, event.TimeWait, a, b)
+	feed(tr, &s4)
+	st = tr.Stats()
+	if st.TimeWait.Now != 0 || st.TimeWait.Expired != 2 || st.TimeWait.PreexistingEnded != 0 {
+		t.Errorf("after both expired: %+v", st.TimeWait)
 	}
 }
