@@ -170,13 +170,13 @@ type Orphans struct {
 	// by shutdown(), or closed while tcp_fin_timeout exceeds 60 s (the
 	// kernel then keeps the full socket, not a mini-socket, for the
 	// timeout).
-	FullSockets int `json:"full_sockets"`
-	Peak     int64     `json:"peak"`
-	Created  uint64    `json:"created"`
-	PeakPerS uint64    `json:"peak_per_s"`
-	Ended    Ended     `json:"ended"`
-	ByRole   ByRole    `json:"by_role"`
-	Lifetime Durations `json:"lifetime"`
+	FullSockets int       `json:"full_sockets"`
+	Peak        int64     `json:"peak"`
+	Created     uint64    `json:"created"`
+	PeakPerS    uint64    `json:"peak_per_s"`
+	Ended       Ended     `json:"ended"`
+	ByRole      ByRole    `json:"by_role"`
+	Lifetime    Durations `json:"lifetime"`
 }
 
 // CloseWait describes sockets whose peer closed but whose application has
