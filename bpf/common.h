@@ -27,15 +27,22 @@ struct {
 	__uint(max_entries, 1 << 22);
 } events SEC(".maps");
 
-/* Records that could not be reserved because the ring buffer was full, per
- * CPU. Userspace sums it for the report; each record also carries its
- * CPU's count so userspace can tell which lifetimes a loss may have cut. */
+/* Per CPU: records that could not be reserved because the ring buffer was
+ * full, and records written. Userspace sums them for the report: written
+ * minus read must be zero, or records went missing on the way. Each record
+ * also carries its CPU's drop count, so userspace can tell which
+ * lifetimes a loss may have cut. */
+struct tt_counters {
+	__u64 dropped;
+	__u64 written;
+};
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 1);
 	__type(key, __u32);
-	__type(value, __u64);
-} drops SEC(".maps");
+	__type(value, struct tt_counters);
+} counters SEC(".maps");
 
 /* With a pid filter only: 4-tuples of the target's sockets that began an
  * active close, so the TIME_WAIT mini-sockets they become (which carry no
@@ -59,16 +66,18 @@ struct {
 static __always_inline struct tt_event *tt_reserve(__u32 *cpu_drops)
 {
 	__u32 zero = 0;
-	__u64 *n = bpf_map_lookup_elem(&drops, &zero);
+	struct tt_counters *n = bpf_map_lookup_elem(&counters, &zero);
 	struct tt_event *e;
 
+	if (!n)
+		return NULL;
 	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 	if (!e) {
-		if (n)
-			(*n)++;
+		n->dropped++;
 		return NULL;
 	}
-	*cpu_drops = n ? (__u32)*n : 0;
+	n->written++;
+	*cpu_drops = (__u32)n->dropped;
 	return e;
 }
 

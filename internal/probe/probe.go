@@ -66,6 +66,7 @@ type Probe struct {
 	fn       func(*event.Event)
 	ev       event.Event
 	corrupt  uint64
+	read     uint64
 }
 
 // DefaultRingBytes is the default ring buffer size.
@@ -130,7 +131,7 @@ func Open(cfg Config) (_ *Probe, err error) {
 	err = twSpec.LoadAndAssign(&p.tw, &ebpf.CollectionOptions{
 		MapReplacements: map[string]*ebpf.Map{
 			"events":        p.sock.Events,
-			"drops":         p.sock.Drops,
+			"counters":      p.sock.Counters,
 			"target_tuples": p.sock.TargetTuples,
 		},
 	})
@@ -147,6 +148,7 @@ func Open(cfg Config) (_ *Probe, err error) {
 			p.corrupt++
 			return
 		}
+		p.read++
 		p.fn(&p.ev)
 	}
 
@@ -237,18 +239,17 @@ func (p *Probe) Stop() error {
 	return p.stopErr
 }
 
-// Drops returns how many records the kernel could not write because the
-// ring buffer was full, summed over CPUs.
-func (p *Probe) Drops() (uint64, error) {
-	var perCPU []uint64
-	if err := p.sock.Drops.Lookup(uint32(0), &perCPU); err != nil {
-		return 0, fmt.Errorf("reading drop counters: %w", err)
+// counters sums the kernel side's per-CPU record counters.
+func (p *Probe) counters() (dropped, written uint64, err error) {
+	var perCPU []sockstateTtCounters
+	if err := p.sock.Counters.Lookup(uint32(0), &perCPU); err != nil {
+		return 0, 0, fmt.Errorf("reading record counters: %w", err)
 	}
-	var n uint64
-	for _, v := range perCPU {
-		n += v
+	for _, c := range perCPU {
+		dropped += c.Dropped
+		written += c.Written
 	}
-	return n, nil
+	return dropped, written, nil
 }
 
 // Loss counts what the kernel never recorded.
@@ -264,6 +265,9 @@ type Loss struct {
 	// may not have been TIME_WAIT timers: an upper bound on lost
 	// mini-socket records.
 	TimerMisses uint64
+	// Written is how many records the kernel wrote; Read how many Poll
+	// handed over. Once the probe is stopped and drained they are equal.
+	Written, Read uint64
 }
 
 // Total is every record known lost (TimerMisses excluded: most are other
@@ -274,9 +278,10 @@ func (l Loss) Total() uint64 { return l.RingFull + l.Transitions }
 func (p *Probe) Loss() (Loss, error) {
 	var l Loss
 	var err error
-	if l.RingFull, err = p.Drops(); err != nil {
+	if l.RingFull, l.Written, err = p.counters(); err != nil {
 		return l, err
 	}
+	l.Read = p.read
 	misses := func(prog *ebpf.Program) uint64 {
 		st, err := prog.Stats()
 		if err != nil {

@@ -23,6 +23,12 @@ type sockstateTtConfig struct {
 	Family      uint16
 }
 
+type sockstateTtCounters struct {
+	_       structs.HostLayout
+	Dropped uint64
+	Written uint64
+}
+
 type sockstateTtCpuState struct {
 	_    structs.HostLayout
 	Seen [16]struct {
@@ -86,8 +92,8 @@ type sockstateTtTuple struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
+	sockstateMapCounters          = "counters"
 	sockstateMapCpuState          = "cpu_state"
-	sockstateMapDrops             = "drops"
 	sockstateMapEvents            = "events"
 	sockstateMapTargetSocks       = "target_socks"
 	sockstateMapTargetTuples      = "target_tuples"
@@ -147,8 +153,8 @@ type sockstateProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type sockstateMapSpecs struct {
+	Counters     *ebpf.MapSpec `ebpf:"counters"`
 	CpuState     *ebpf.MapSpec `ebpf:"cpu_state"`
-	Drops        *ebpf.MapSpec `ebpf:"drops"`
 	Events       *ebpf.MapSpec `ebpf:"events"`
 	TargetSocks  *ebpf.MapSpec `ebpf:"target_socks"`
 	TargetTuples *ebpf.MapSpec `ebpf:"target_tuples"`
@@ -182,8 +188,8 @@ func (o *sockstateObjects) Close() error {
 //
 // It can be passed to loadSockstateObjects or ebpf.CollectionSpec.LoadAndAssign.
 type sockstateMaps struct {
+	Counters     *ebpf.Map `ebpf:"counters"`
 	CpuState     *ebpf.Map `ebpf:"cpu_state"`
-	Drops        *ebpf.Map `ebpf:"drops"`
 	Events       *ebpf.Map `ebpf:"events"`
 	TargetSocks  *ebpf.Map `ebpf:"target_socks"`
 	TargetTuples *ebpf.Map `ebpf:"target_tuples"`
@@ -191,8 +197,8 @@ type sockstateMaps struct {
 
 func (m *sockstateMaps) Close() error {
 	return _SockstateClose(
+		m.Counters,
 		m.CpuState,
-		m.Drops,
 		m.Events,
 		m.TargetSocks,
 		m.TargetTuples,

@@ -16,7 +16,7 @@ import (
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	timewaitMapDrops          = "drops"
+	timewaitMapCounters       = "counters"
 	timewaitMapEvents         = "events"
 	timewaitMapTargetTuples   = "target_tuples"
 	timewaitProgOnTimerCancel = "on_timer_cancel"
@@ -76,7 +76,7 @@ type timewaitProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type timewaitMapSpecs struct {
-	Drops        *ebpf.MapSpec `ebpf:"drops"`
+	Counters     *ebpf.MapSpec `ebpf:"counters"`
 	Events       *ebpf.MapSpec `ebpf:"events"`
 	TargetTuples *ebpf.MapSpec `ebpf:"target_tuples"`
 }
@@ -108,14 +108,14 @@ func (o *timewaitObjects) Close() error {
 //
 // It can be passed to loadTimewaitObjects or ebpf.CollectionSpec.LoadAndAssign.
 type timewaitMaps struct {
-	Drops        *ebpf.Map `ebpf:"drops"`
+	Counters     *ebpf.Map `ebpf:"counters"`
 	Events       *ebpf.Map `ebpf:"events"`
 	TargetTuples *ebpf.Map `ebpf:"target_tuples"`
 }
 
 func (m *timewaitMaps) Close() error {
 	return _TimewaitClose(
-		m.Drops,
+		m.Counters,
 		m.Events,
 		m.TargetTuples,
 	)

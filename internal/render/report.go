@@ -146,7 +146,14 @@ func reportHeader(b *strings.Builder, r *report.Report) {
 	if !r.Complete {
 		var why []string
 		if r.Dropped > 0 {
-			why = append(why, fmt.Sprintf("%s records dropped (ring buffer full)", reportGrouped(r.Dropped)))
+			cause := "ring buffer full"
+			if r.Loss.RingFull == 0 {
+				cause = "kernel skipped them"
+			}
+			why = append(why, fmt.Sprintf("%s records dropped (%s)", reportGrouped(r.Dropped), cause))
+		}
+		if r.Loss.Unseen > 0 {
+			why = append(why, fmt.Sprintf("%s sockets' transitions never reached tcptrace", reportGrouped(r.Loss.Unseen)))
 		}
 		if r.Tracking.Evicted > 0 {
 			why = append(why, fmt.Sprintf("%s sockets evicted (over --max-sockets)", reportGrouped(r.Tracking.Evicted)))

@@ -96,7 +96,11 @@ func Build(in Input) *Report {
 	if r.Netstat == nil {
 		r.Netstat = map[string]uint64{}
 	}
-	r.Complete = r.Dropped == 0 && st.Evicted == 0 && st.MiniUntracked == 0
+	r.Loss.Unseen = st.Inconsistent
+	if in.Loss.Written > in.Loss.Read {
+		r.Dropped += in.Loss.Written - in.Loss.Read
+	}
+	r.Complete = r.Dropped == 0 && st.Evicted == 0 && st.MiniUntracked == 0 && st.Inconsistent == 0
 	for _, tc := range st.Transitions {
 		r.Transitions[tc.From.String()+"->"+tc.To.String()] += tc.Count
 	}

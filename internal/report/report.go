@@ -73,6 +73,16 @@ type Loss struct {
 	// TimerMisses: timer tracepoint hits skipped the same way; most are
 	// other timers, so this only bounds lost TIME_WAIT records.
 	TimerMisses uint64 `json:"timer_misses"`
+	// Written is how many records the kernel side wrote, Read how many
+	// tcptrace read: equal unless records went missing on the way.
+	Written uint64 `json:"written"`
+	Read    uint64 `json:"read"`
+	// Unseen counts sockets whose transitions never reached tcptrace
+	// although no record was dropped: a later transition showed a state
+	// it was not seen entering. Rare (about one socket in several
+	// thousand under heavy churn on Linux 6.18); their lifetimes are left
+	// out.
+	Unseen uint64 `json:"unseen"`
 }
 
 // Tracking says how much the tracker held and what it had to leave out.

@@ -193,7 +193,8 @@ func runReport(ctx context.Context, opts Options, stdout, stderr io.Writer) erro
 		in.Scope.NetNS = t.ownNS
 	}
 	if l, err := t.probe.Loss(); err == nil {
-		in.Loss = report.Loss{RingFull: l.RingFull, Recursion: l.Transitions, Rescued: l.Rescued, TimerMisses: l.TimerMisses}
+		in.Loss = report.Loss{RingFull: l.RingFull, Recursion: l.Transitions, Rescued: l.Rescued,
+			TimerMisses: l.TimerMisses, Written: l.Written, Read: l.Read}
 	}
 	if nsErr == nil {
 		if after, err := hostinfo.ReadNetstat(procfs); err == nil {

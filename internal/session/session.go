@@ -281,8 +281,9 @@ func runEvents(ctx context.Context, opts Options, stdout, stderr io.Writer) erro
 		summary := fmt.Sprintf("tcptrace: %d events in %.1f s, %d dropped", st.Events,
 			time.Since(t.started).Seconds(), drops)
 		if opts.JSON {
-			fmt.Fprintf(stdout, `{"type":"summary","events":%d,"dropped":%d,"duration_s":%.3f}`+"\n",
-				st.Events, drops, time.Since(t.started).Seconds())
+			fmt.Fprintf(stdout, `{"type":"summary","events":%d,"dropped":%d,"loss":{"ring_full":%d,"recursion":%d,"rescued":%d,"timer_misses":%d,"written":%d,"read":%d},"inconsistent":%d,"duration_s":%.3f}`+"\n",
+				st.Events, drops, loss.RingFull, loss.Transitions, loss.Rescued, loss.TimerMisses, loss.Written, loss.Read,
+				st.Inconsistent, time.Since(t.started).Seconds())
 		}
 		if drops > 0 {
 			summary += " (the reader fell behind: events are missing; a faster terminal, a file, or a larger --ring-size helps)"
