@@ -75,9 +75,13 @@ func (c *collector) stop(t *testing.T) []event.Event {
 	case <-time.After(10 * time.Second):
 		t.Fatal("reader did not finish after Stop")
 	}
-	drops, err := c.p.Drops()
-	if err != nil || drops != 0 {
-		t.Fatalf("drops = %d, %v; want 0", drops, err)
+	loss, err := c.p.Loss()
+	if err != nil || loss.Total() != 0 {
+		t.Fatalf("loss = %+v, %v; want none", loss, err)
+	}
+	// Every record the kernel wrote was read.
+	if loss.Written != loss.Read || loss.Read == 0 {
+		t.Fatalf("kernel wrote %d records, %d read", loss.Written, loss.Read)
 	}
 	return c.evs
 }
