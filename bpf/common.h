@@ -63,7 +63,7 @@ struct {
 } target_tuples SEC(".maps");
 
 /* tt_reserve returns a zeroed-enough record or NULL, counting the loss. */
-static __always_inline struct tt_event *tt_reserve(__u32 *cpu_drops)
+static __always_inline struct tt_event *tt_reserve(__u32 *cpu_drops, __u64 *written)
 {
 	__u32 zero = 0;
 	struct tt_counters *n = bpf_map_lookup_elem(&counters, &zero);
@@ -76,27 +76,26 @@ static __always_inline struct tt_event *tt_reserve(__u32 *cpu_drops)
 		n->dropped++;
 		return NULL;
 	}
-	n->written++;
+	*written = ++n->written;
 	*cpu_drops = (__u32)n->dropped;
 	return e;
 }
 
 /* tt_submit publishes a record. Waking the reader per record is what makes
- * per-event tracers expensive, so the reader is woken once, by the record
- * that brings the waiting data past cfg.wakeup_bytes; otherwise it finds
- * the data on its next timed poll, which bounds the delivery latency. (A
- * reader that is awake keeps reading until the ring is empty, so one
- * wakeup per crossing is enough; waking on every record past the mark
- * would interrupt the CPU with an IPI each time.) */
-static __always_inline void tt_submit(struct tt_event *e)
+ * per-event tracers expensive, so records are submitted without a wakeup
+ * and the reader finds them on its next timed poll, which bounds the
+ * delivery latency. Only when a batch of cfg.wakeup_bytes is waiting is
+ * the reader woken, and that is checked on every 16th record of a CPU
+ * (the check costs as much as a tenth of the record): a reader that is
+ * awake keeps reading until the ring is empty, so a wakeup per crossing is
+ * all it needs, and one per record past the mark would interrupt the CPU
+ * with an IPI each time. */
+static __always_inline void tt_submit(struct tt_event *e, __u64 written)
 {
 	__u64 flags = BPF_RB_NO_WAKEUP;
-	__u64 avail = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA);
 
-	/* avail counts this record already. Records from two CPUs can skip a
-	 * narrow band, so the band is ten records wide. */
-	if ((avail < cfg.wakeup_bytes && avail + 10 * (sizeof(*e) + 8) >= cfg.wakeup_bytes) ||
-	    avail >= 3 * (__u64)cfg.wakeup_bytes) /* the reader is badly behind */
+	if ((written & 15) == 0 &&
+	    bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= cfg.wakeup_bytes)
 		flags = BPF_RB_FORCE_WAKEUP;
 	bpf_ringbuf_submit(e, flags);
 }

@@ -81,6 +81,7 @@ static __always_inline int record(struct sock *sk, int oldstate, int newstate)
 {
 	struct tt_event *e;
 	__u64 pid_tgid = 0;
+	__u64 written = 0;
 	__u32 netns, ndrops;
 	__u16 family, sport, dport;
 	bool task;
@@ -114,7 +115,7 @@ static __always_inline int record(struct sock *sk, int oldstate, int newstate)
 	if (cfg.tgid && !target_match(sk, pid_tgid >> 32, oldstate, newstate))
 		return 0;
 
-	e = tt_reserve(&ndrops);
+	e = tt_reserve(&ndrops, &written);
 	if (!e)
 		return 0;
 	e->ts_ns = bpf_ktime_get_ns();
@@ -164,7 +165,7 @@ static __always_inline int record(struct sock *sk, int oldstate, int newstate)
 		bpf_map_update_elem(&target_tuples, &t, &one, BPF_ANY);
 	}
 
-	tt_submit(e);
+	tt_submit(e, written);
 	return 0;
 }
 

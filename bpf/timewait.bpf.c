@@ -26,6 +26,7 @@ static __always_inline int emit_tw(struct timer_list *timer, __u8 kind)
 	struct tt_tuple t = {};
 	struct tt_event *e;
 	struct net *net;
+	__u64 written = 0;
 	__u32 netns, ndrops;
 	__u16 family, sport, dport;
 
@@ -56,7 +57,7 @@ static __always_inline int emit_tw(struct timer_list *timer, __u8 kind)
 	if (cfg.tgid && !bpf_map_lookup_elem(&target_tuples, &t))
 		return 0;
 
-	e = tt_reserve(&ndrops);
+	e = tt_reserve(&ndrops, &written);
 	if (!e)
 		return 0;
 	__builtin_memcpy(e->saddr, t.saddr, sizeof(e->saddr));
@@ -81,7 +82,7 @@ static __always_inline int emit_tw(struct timer_list *timer, __u8 kind)
 	e->newstate = BPF_CORE_READ(tw, tw_substate);
 	e->flags = 0;
 	e->_pad = 0;
-	tt_submit(e);
+	tt_submit(e, written);
 	return 0;
 }
 
