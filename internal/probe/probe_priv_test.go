@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"os/exec"
 	"slices"
 	"strings"
 	"sync"
@@ -454,5 +455,89 @@ func TestProbeFilters(t *testing.T) {
 		if e.Local.Port() != 45999 && e.Remote.Port() != 45999 {
 			t.Fatalf("port filter let through %s -> %s", e.Local, e.Remote)
 		}
+	}
+}
+
+// TestPIDHelperProcess is not a test: TestProbePIDFilter runs the test
+// binary as a second process that connects to its listener.
+func TestPIDHelperProcess(t *testing.T) {
+	addr := os.Getenv("TCPTRACE_TEST_DIAL")
+	if addr == "" {
+		t.Skip("helper process for TestProbePIDFilter")
+	}
+	for range 5 {
+		c, err := net.Dial("tcp4", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Close()
+	}
+}
+
+func TestProbePIDFilter(t *testing.T) {
+	ns := testnet.New(t)
+	c := startProbe(t, Config{NetNS: ns.Inode(), PID: uint32(os.Getpid())})
+	ns.Do(t, func() error {
+		ln, err := net.Listen("tcp4", "127.0.0.1:0")
+		if err != nil {
+			return err
+		}
+		defer ln.Close()
+		buf := make([]byte, 1)
+		serve := func() error {
+			s, err := ln.Accept()
+			if err != nil {
+				return err
+			}
+			defer s.Close()
+			if _, err := s.Read(buf); err != io.EOF {
+				return fmt.Errorf("want EOF, got %v", err)
+			}
+			return nil
+		}
+		// Five connections of our own, client closing first.
+		for range 5 {
+			cl, err := net.Dial("tcp4", ln.Addr().String())
+			if err != nil {
+				return err
+			}
+			cl.Close()
+			if err := serve(); err != nil {
+				return err
+			}
+		}
+		// Five from another process to our listener.
+		other := exec.Command(os.Args[0], "-test.run=^TestPIDHelperProcess$")
+		other.Env = append(os.Environ(), "TCPTRACE_TEST_DIAL="+ln.Addr().String())
+		if err := other.Start(); err != nil {
+			return err
+		}
+		for range 5 {
+			if err := serve(); err != nil {
+				return err
+			}
+		}
+		return other.Wait()
+	})
+	time.Sleep(100 * time.Millisecond)
+	evs := c.stop(t)
+	connects, accepted, tw := 0, 0, 0
+	for _, e := range evs {
+		switch {
+		case e.Kind == event.Transition && e.OldState == event.Close && e.NewState == event.SynSent:
+			connects++
+			if int(e.PID) != os.Getpid() {
+				t.Errorf("connect() by pid %d passed a filter for %d", e.PID, os.Getpid())
+			}
+		case e.Kind == event.Transition && e.OldState == event.Listen && e.NewState == event.SynRecv:
+			accepted++
+		case e.Kind == event.TimeWaitStart:
+			tw++
+		}
+	}
+	// Our five connects; all ten accepted by our listener; the TIME_WAIT
+	// of our own five active closes only.
+	if connects != 5 || accepted != 10 || tw != 5 {
+		t.Errorf("%d connects, %d accepted, %d TIME_WAIT: want 5, 10, 5", connects, accepted, tw)
 	}
 }
