@@ -6,8 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -93,29 +91,7 @@ func (s *started) stop(t *testing.T) int {
 // connect makes n loopback connections in the namespace, the client
 // closing first.
 func connect(t *testing.T, ns *testnet.NS, n int) {
-	ns.Do(t, func() error {
-		ln, err := net.Listen("tcp4", "127.0.0.1:0")
-		if err != nil {
-			return err
-		}
-		defer ln.Close()
-		for range n {
-			c, err := net.Dial("tcp4", ln.Addr().String())
-			if err != nil {
-				return err
-			}
-			s, err := ln.Accept()
-			if err != nil {
-				return err
-			}
-			c.Close()
-			if _, err := s.Read(make([]byte, 1)); err != io.EOF {
-				return fmt.Errorf("want EOF, got %v", err)
-			}
-			s.Close()
-		}
-		return nil
-	})
+	ns.Do(t, func() error { return testnet.Connect("tcp4", "127.0.0.1:0", n, false) })
 }
 
 func TestEventsEndToEnd(t *testing.T) {

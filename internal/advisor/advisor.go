@@ -23,6 +23,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/tcptrace/tcptrace/internal/hostinfo"
+	"github.com/tcptrace/tcptrace/internal/human"
 	"github.com/tcptrace/tcptrace/internal/report"
 )
 
@@ -507,7 +508,7 @@ func (a *advisor) closeWaitLeaks() {
 		fmt.Fprintf(&b, ", the oldest for %s: the peer closed its side and %s never called close(). "+
 			"No sysctl ends CLOSE_WAIT and keepalive settings do not help (the peer is not dead, it "+
 			"already closed): fix the application to close() a socket once a read returns EOF, "+
-			"including on error paths and in connection pools.", duration(p.OldestS), name)
+			"including on error paths and in connection pools.", human.Seconds(p.OldestS), name)
 		lports := p.Lports
 		if lports == nil {
 			lports = []int{}
@@ -721,19 +722,6 @@ func plural(n int) string {
 		return ""
 	}
 	return "s"
-}
-
-// duration prints seconds the way a sysadmin says them.
-func duration(s float64) string {
-	switch {
-	case s < 120:
-		return fmt.Sprintf("%.1f s", s)
-	case s < 2*3600:
-		return fmt.Sprintf("%.1f min", s/60)
-	case s < 2*86400:
-		return fmt.Sprintf("%.1f h", s/3600)
-	}
-	return fmt.Sprintf("%.1f days", s/86400)
 }
 
 func megabytes(b int64) string {

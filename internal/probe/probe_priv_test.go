@@ -115,35 +115,9 @@ const (
 	activeEnd   = "CLOSE->SYN_SENT,SYN_SENT->ESTABLISHED,ESTABLISHED->CLOSE_WAIT,CLOSE_WAIT->LAST_ACK,LAST_ACK->CLOSE"
 )
 
-// churn makes n connections in the namespace, one at a time, the client
-// or the server closing first; the other side closes on EOF.
+// churn makes n connections in the namespace (see testnet.Connect).
 func churn(network, addr string, n int, serverCloses bool) error {
-	ln, err := net.Listen(network, addr)
-	if err != nil {
-		return err
-	}
-	defer ln.Close()
-	buf := make([]byte, 1)
-	for range n {
-		c, err := net.Dial(network, ln.Addr().String())
-		if err != nil {
-			return err
-		}
-		s, err := ln.Accept()
-		if err != nil {
-			return err
-		}
-		first, second := c, s
-		if serverCloses {
-			first, second = s, c
-		}
-		first.Close()
-		if _, err := second.Read(buf); err != io.EOF {
-			return fmt.Errorf("want EOF after the peer closed, got %v", err)
-		}
-		second.Close()
-	}
-	return nil
+	return testnet.Connect(network, addr, n, serverCloses)
 }
 
 func TestProbeTransitions(t *testing.T) {
@@ -176,7 +150,10 @@ func TestProbeTransitions(t *testing.T) {
 			}
 			// Each connection leaves one TIME_WAIT mini-socket, on the
 			// side that closed first.
-			starts := 0
+			// A mini-socket starts as TIME_WAIT, or, when the peer's FIN
+			// comes after the delayed ACK of ours, as a FIN_WAIT2 orphan
+			// that turns into TIME_WAIT; either way 60 s here.
+			starts, timeWait := 0, 0
 			for _, e := range evs {
 				if e.Family != tc.family && e.Kind != event.Transition {
 					t.Errorf("event of family %s in an %s test", e.Family, tc.family)
@@ -185,12 +162,15 @@ func TestProbeTransitions(t *testing.T) {
 					continue
 				}
 				starts++
-				if e.NewState != event.TimeWait || e.DurationNs < 59*1e9 || e.DurationNs > 61*1e9 {
-					t.Errorf("TIME_WAIT start %+v: want substate TIME_WAIT expiring in 60 s", e)
+				if e.NewState == event.TimeWait {
+					timeWait++
+				}
+				if (e.NewState != event.TimeWait && e.NewState != event.FinWait2) || e.DurationNs < 59*1e9 || e.DurationNs > 61*1e9 {
+					t.Errorf("mini-socket start %+v: want TIME_WAIT (or a FIN_WAIT2 orphan) expiring in 60 s", e)
 				}
 			}
-			if starts != n {
-				t.Errorf("%d TIME_WAIT starts, want %d", starts, n)
+			if starts != n || timeWait < n/2 {
+				t.Errorf("%d mini-socket starts, %d of them TIME_WAIT; want %d, most TIME_WAIT", starts, timeWait, n)
 			}
 			checkTimeWaitSide(t, evs, tc.serverCloses)
 		})

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"github.com/tcptrace/tcptrace/internal/human"
 	"github.com/tcptrace/tcptrace/internal/report"
 )
 
@@ -694,35 +695,10 @@ func reportGrouped[T int | int64 | uint64](n T) string {
 }
 
 // reportMillis humanizes a duration in milliseconds: 0.12 ms, 3.4 ms, 250 ms,
-// 3.4 s, 60.0 s, 5.2 min, 1.5 h.
-func reportMillis(ms float64) string {
-	switch {
-	case ms == 0:
-		return "0"
-	case ms < 1:
-		return fmt.Sprintf("%.2f ms", ms)
-	case ms < 10:
-		return fmt.Sprintf("%.1f ms", ms)
-	case ms < 1000:
-		return fmt.Sprintf("%.0f ms", ms)
-	}
-	return reportSeconds(ms / 1000)
-}
+// reportMillis and reportSeconds humanize durations (package human).
+func reportMillis(ms float64) string { return human.Millis(ms) }
 
-// reportSeconds humanizes a duration in seconds: 3.4 s, 60.0 s, 5.2 min, 1.5 h.
-func reportSeconds(s float64) string {
-	switch {
-	case s < 0.001 && s > 0:
-		return reportMillis(s * 1000)
-	case s < 120:
-		return fmt.Sprintf("%.1f s", s)
-	case s < 2*3600:
-		return fmt.Sprintf("%.1f min", s/60)
-	case s < 2*86400:
-		return fmt.Sprintf("%.1f h", s/3600)
-	}
-	return fmt.Sprintf("%.1f days", s/86400)
-}
+func reportSeconds(s float64) string { return human.Seconds(s) }
 
 // reportPercent is part of total in whole percent, rounded.
 func reportPercent(part, total uint64) int {

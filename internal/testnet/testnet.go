@@ -7,6 +7,8 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"io"
+	"net"
 	"os"
 	"os/exec"
 	"runtime"
@@ -129,4 +131,39 @@ func run(t testing.TB, name string, args ...string) {
 	if err != nil {
 		t.Fatalf("%s %s: %v: %s", name, strings.Join(args, " "), err, out)
 	}
+}
+
+// Connect makes n connections to a listener of its own on addr (e.g.
+// "127.0.0.1:0"), one at a time; the client closes first, or the server
+// if serverCloses, and the other side closes on EOF, so every connection
+// makes exactly the same ten transitions. Call it inside Do.
+func Connect(network, addr string, n int, serverCloses bool) error {
+	ln, err := net.Listen(network, addr)
+	if err != nil {
+		return err
+	}
+	defer ln.Close()
+	buf := make([]byte, 1)
+	for range n {
+		c, err := net.Dial(network, ln.Addr().String())
+		if err != nil {
+			return err
+		}
+		s, err := ln.Accept()
+		if err != nil {
+			c.Close()
+			return err
+		}
+		first, second := c, s
+		if serverCloses {
+			first, second = s, c
+		}
+		first.Close()
+		if _, err := second.Read(buf); err != io.EOF {
+			second.Close()
+			return fmt.Errorf("want EOF after the peer closed, got %v", err)
+		}
+		second.Close()
+	}
+	return nil
 }
