@@ -131,10 +131,6 @@ func Build(in Input) *Report {
 		r.TimeWait.PeakAtS = seconds(tw.PeakAtNs - in.StartNs)
 	}
 	r.TimeWait.Peak = max(r.TimeWait.Peak, r.TimeWait.Current)
-	r.FinWait2Orphans.Peak = max(r.FinWait2Orphans.Peak, r.FinWait2Orphans.Current)
-	if in.FullFinWait2 < 0 {
-		r.FinWait2Orphans.FullSockets = int(st.Now[event.FinWait2])
-	}
 	or := &st.Orphans
 	r.FinWait2Orphans = Orphans{
 		Current:     or.Now + max(0, int64(in.PreexistingOrphans)-int64(or.PreexistingEnded)),
@@ -143,6 +139,10 @@ func Build(in Input) *Report {
 		Ended:    Ended{Expired: or.Expired, Killed: or.Killed, BecameTimeWait: or.BecameTW, Preexisting: or.PreexistingEnded},
 		ByRole:   ByRole{Client: or.ByRole[tracker.RoleClient], Server: or.ByRole[tracker.RoleServer]},
 		Lifetime: durations(st.OrphanLife),
+	}
+	r.FinWait2Orphans.Peak = max(r.FinWait2Orphans.Peak, r.FinWait2Orphans.Current)
+	if in.FullFinWait2 < 0 {
+		r.FinWait2Orphans.FullSockets = int(st.Now[event.FinWait2])
 	}
 	for _, d := range st.Destinations {
 		if d.Created == 0 || len(r.TimeWait.Top) >= in.TopN {

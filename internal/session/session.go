@@ -59,6 +59,11 @@ type Options struct {
 	Command []string
 }
 
+// commandGrace is how long tracing goes on after COMMAND exits: long
+// enough for a delayed ACK (40 ms, at most 200 ms) to close the last
+// connections it closed.
+const commandGrace = 300 * time.Millisecond
+
 // ExitError carries an exit status that is not a failure of tcptrace
 // itself: the status of the command run with `tcptrace -- CMD`.
 type ExitError struct{ Code int }
@@ -183,6 +188,12 @@ func (t *trace) loop(ctx context.Context, tick func(nowNs uint64), idle func()) 
 		go func() {
 			select {
 			case <-t.cmdDone:
+				// The kernel goes on closing the command's connections
+				// after it exits (FINs, delayed ACKs): let it finish.
+				select {
+				case <-time.After(commandGrace):
+				case <-ctx.Done():
+				}
 				cancel()
 			case <-ctx.Done():
 			}
