@@ -326,7 +326,7 @@ func checkSystem() error {
 		if err := unix.Capget(&caps, &data[0]); err == nil {
 			have := func(c uint) bool { return data[c/32].Effective&(1<<(c%32)) != 0 }
 			if !(have(unix.CAP_SYS_ADMIN) || (have(unix.CAP_BPF) && have(unix.CAP_PERFMON))) {
-				return errors.New("tcptrace needs privileges to load BPF programs: run it as root (sudo tcptrace) or grant CAP_BPF and CAP_PERFMON")
+				return errors.New("not enough privileges to load BPF programs: run as root (sudo tcptrace) or grant CAP_BPF and CAP_PERFMON")
 			}
 		}
 	}
