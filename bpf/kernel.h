@@ -34,7 +34,6 @@ enum {
 };
 enum {
 	BPF_F_NO_PREALLOC = 1U << 0,
-	BPF_F_CLONE = 1U << 9,
 };
 enum {
 	BPF_SK_STORAGE_GET_F_CREATE = 1ULL << 0,

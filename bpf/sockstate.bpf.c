@@ -17,15 +17,31 @@ struct tt_abi {
 const struct tt_abi *unused_abi __attribute__((unused));
 
 /* With a pid filter only: marks sockets that belong to the target process.
- * BPF_F_CLONE copies the mark from a listener to the children it accepts,
- * whose early transitions run in softirq where the current task is not the
- * owner. The storage dies with the socket. */
+ * The storage dies with the socket. Userspace marks the sockets the target
+ * already holds when tracing starts. */
 struct {
 	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
-	__uint(map_flags, BPF_F_NO_PREALLOC | BPF_F_CLONE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, int);
 	__type(value, __u8);
 } target_socks SEC(".maps");
+
+/* With a pid filter only: the target's listening ports. The children a
+ * listener accepts start in softirq, where the current task is not the
+ * owner, so they are recognized by their local port. Userspace adds the
+ * listeners the target already has; listen() adds the rest. */
+struct tt_port {
+	__u32 netns;
+	__u16 port;
+	__u16 _pad;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, struct tt_port);
+	__type(value, __u8);
+} target_ports SEC(".maps");
 
 /* Transitions that run in the owner's own system call, so the current task
  * is the owner (see kernel-facts.md). All others are packet-driven. */
@@ -38,16 +54,29 @@ static __always_inline bool in_owner_syscall(int oldstate, int newstate)
 }
 
 /* target_match applies the pid filter: a socket belongs to the target once
- * the target connect()s, listen()s or close()s it (or it was accepted from
- * a listener that belongs to the target). */
-static __always_inline bool target_match(struct sock *sk, __u32 tgid,
-					 int oldstate, int newstate)
+ * the target connect()s, listen()s or close()s it, or when one of the
+ * target's listeners accepts it. */
+static __always_inline bool target_match(struct sock *sk, __u32 tgid, __u32 netns,
+					 __u16 sport, int oldstate, int newstate)
 {
-	if (bpf_sk_storage_get(&target_socks, sk, 0, 0))
+	struct tt_port port = { .netns = netns, .port = sport };
+	__u8 one = 1;
+
+	if (bpf_sk_storage_get(&target_socks, sk, 0, 0)) {
+		if (oldstate == TCP_LISTEN && newstate == TCP_CLOSE)
+			bpf_map_delete_elem(&target_ports, &port);
 		return true;
-	if (tgid != cfg.tgid || !in_owner_syscall(oldstate, newstate))
+	}
+	if (oldstate == TCP_LISTEN && newstate != TCP_CLOSE) {
+		/* A new child of a listener. */
+		if (!bpf_map_lookup_elem(&target_ports, &port))
+			return false;
+	} else if (tgid != cfg.tgid || !in_owner_syscall(oldstate, newstate)) {
 		return false;
+	}
 	bpf_sk_storage_get(&target_socks, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+	if (oldstate == TCP_CLOSE && newstate == TCP_LISTEN)
+		bpf_map_update_elem(&target_ports, &port, &one, BPF_ANY);
 	return true;
 }
 
@@ -112,7 +141,7 @@ static __always_inline int record(struct sock *sk, int oldstate, int newstate)
 	       (oldstate == TCP_SYN_SENT && newstate == TCP_CLOSE && sport == 0);
 	if (task || cfg.tgid)
 		pid_tgid = bpf_get_current_pid_tgid();
-	if (cfg.tgid && !target_match(sk, pid_tgid >> 32, oldstate, newstate))
+	if (cfg.tgid && !target_match(sk, pid_tgid >> 32, netns, sport, oldstate, newstate))
 		return 0;
 
 	e = tt_reserve(&ndrops, &written);

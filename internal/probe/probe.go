@@ -139,6 +139,12 @@ func Open(cfg Config) (_ *Probe, err error) {
 		return nil, loadError("timewait", err)
 	}
 
+	if cfg.PID != 0 {
+		if _, err := markTargetSockets(p.sock.TargetSocks, p.sock.TargetPorts, int(cfg.PID)); err != nil {
+			return nil, err
+		}
+	}
+
 	// The reader exists before the programs attach, so no record is missed.
 	if p.ring, err = newRing(p.sock.Events); err != nil {
 		return nil, err

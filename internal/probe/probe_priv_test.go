@@ -521,3 +521,51 @@ func TestProbePIDFilter(t *testing.T) {
 		t.Errorf("%d connects, %d accepted, %d TIME_WAIT: want 5, 10, 5", connects, accepted, tw)
 	}
 }
+
+// TestProbePIDFilterPreexistingListener checks that a listener the target
+// opened before tracing began still brings in the connections it accepts.
+func TestProbePIDFilterPreexistingListener(t *testing.T) {
+	ns := testnet.New(t)
+	var ln net.Listener
+	ns.Do(t, func() error {
+		var err error
+		ln, err = net.Listen("tcp4", "127.0.0.1:0")
+		return err
+	})
+	defer ln.Close()
+	c := startProbe(t, Config{NetNS: ns.Inode(), PID: uint32(os.Getpid())})
+	other := exec.Command("ip", "netns", "exec", ns.Name, os.Args[0], "-test.run=^TestPIDHelperProcess$")
+	other.Env = append(os.Environ(), "TCPTRACE_TEST_DIAL="+ln.Addr().String())
+	if err := other.Start(); err != nil {
+		t.Fatal(err)
+	}
+	for range 5 {
+		s, err := ln.Accept()
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = s.Read(make([]byte, 1))
+		s.Close()
+	}
+	if err := other.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond)
+	accepted, closeWait := 0, 0
+	for _, e := range c.stop(t) {
+		if e.Kind != event.Transition {
+			continue
+		}
+		switch {
+		case e.OldState == event.Listen && e.NewState == event.SynRecv:
+			accepted++
+		case e.NewState == event.CloseWait:
+			closeWait++
+		case e.OldState == event.Close && e.NewState == event.SynSent:
+			t.Errorf("the other process's connect() passed the pid filter")
+		}
+	}
+	if accepted != 5 || closeWait != 5 {
+		t.Errorf("%d accepted, %d CLOSE_WAIT seen: want 5 and 5 from the listener opened before tracing", accepted, closeWait)
+	}
+}

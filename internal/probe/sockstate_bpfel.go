@@ -79,6 +79,13 @@ const (
 	sockstateTtKindTT_TIMER_EXPIRE sockstateTtKind = 4
 )
 
+type sockstateTtPort struct {
+	_     structs.HostLayout
+	Netns uint32
+	Port  uint16
+	Pad   uint16
+}
+
 type sockstateTtTuple struct {
 	_     structs.HostLayout
 	Saddr [16]uint8
@@ -95,6 +102,7 @@ const (
 	sockstateMapCounters          = "counters"
 	sockstateMapCpuState          = "cpu_state"
 	sockstateMapEvents            = "events"
+	sockstateMapTargetPorts       = "target_ports"
 	sockstateMapTargetSocks       = "target_socks"
 	sockstateMapTargetTuples      = "target_tuples"
 	sockstateProgOnSetState       = "on_set_state"
@@ -156,6 +164,7 @@ type sockstateMapSpecs struct {
 	Counters     *ebpf.MapSpec `ebpf:"counters"`
 	CpuState     *ebpf.MapSpec `ebpf:"cpu_state"`
 	Events       *ebpf.MapSpec `ebpf:"events"`
+	TargetPorts  *ebpf.MapSpec `ebpf:"target_ports"`
 	TargetSocks  *ebpf.MapSpec `ebpf:"target_socks"`
 	TargetTuples *ebpf.MapSpec `ebpf:"target_tuples"`
 }
@@ -191,6 +200,7 @@ type sockstateMaps struct {
 	Counters     *ebpf.Map `ebpf:"counters"`
 	CpuState     *ebpf.Map `ebpf:"cpu_state"`
 	Events       *ebpf.Map `ebpf:"events"`
+	TargetPorts  *ebpf.Map `ebpf:"target_ports"`
 	TargetSocks  *ebpf.Map `ebpf:"target_socks"`
 	TargetTuples *ebpf.Map `ebpf:"target_tuples"`
 }
@@ -200,6 +210,7 @@ func (m *sockstateMaps) Close() error {
 		m.Counters,
 		m.CpuState,
 		m.Events,
+		m.TargetPorts,
 		m.TargetSocks,
 		m.TargetTuples,
 	)
