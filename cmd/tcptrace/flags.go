@@ -65,6 +65,7 @@ func parseFlags(args []string, stdout, stderr io.Writer) (session.Options, error
 	usage := func(w io.Writer) {
 		fmt.Fprint(w, usageHead)
 		fmt.Fprint(w, fs.FlagUsages())
+		fmt.Fprint(w, "\nExit status: 0 done, 1 error, 2 bad usage, or COMMAND's own status.\n")
 	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {

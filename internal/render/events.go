@@ -39,6 +39,9 @@ type EventWriter struct {
 	buf   []byte
 	addrW int
 	head  bool
+	// NetNS adds a column with each socket's network namespace to the
+	// text output (for --all-netns).
+	NetNS bool
 }
 
 // NewEventWriter returns a writer of text (json false) or JSON Lines.
@@ -94,10 +97,14 @@ func trimComm(c *[16]byte) []byte {
 	return c[:]
 }
 
-const textHeader = "%-12s %-7s %-15s %-*s %-*s %-27s %s\n"
+const textHeader = "%-12s %-7s %-15s %s%-*s %-*s %-27s %s\n"
 
 func (ew *EventWriter) appendHeader(b []byte) []byte {
-	return fmt.Appendf(b, textHeader, "TIME", "PID", "COMM", ew.addrW, "LOCAL", ew.addrW, "REMOTE", "EVENT", "MS")
+	ns := ""
+	if ew.NetNS {
+		ns = "NETNS      "
+	}
+	return fmt.Appendf(b, textHeader, "TIME", "PID", "COMM", ns, ew.addrW, "LOCAL", ew.addrW, "REMOTE", "EVENT", "MS")
 }
 
 func (ew *EventWriter) appendText(ev *event.Event) {
@@ -119,6 +126,11 @@ func (ew *EventWriter) appendText(ev *event.Event) {
 		b = append(b, '-')
 	}
 	b = pad(b, start, 16)
+	if ew.NetNS {
+		start = len(b)
+		b = strconv.AppendUint(b, uint64(ev.NetNS), 10)
+		b = pad(b, start, 11)
+	}
 	start = len(b)
 	b = ev.Local.AppendTo(b)
 	ew.addrW = max(ew.addrW, len(b)-start)

@@ -263,6 +263,7 @@ func runEvents(ctx context.Context, opts Options, stdout, stderr io.Writer) erro
 	}
 	defer t.probe.Close()
 	ew = render.NewEventWriter(bw, opts.JSON, t.clock)
+	ew.NetNS = opts.AllNetNS
 
 	cmdOut := io.Writer(stdout)
 	if opts.JSON {
