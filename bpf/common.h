@@ -20,8 +20,8 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 /* Filters and constants, written by userspace before load. */
 volatile const struct tt_config cfg = {};
 
-/* Every record goes here; userspace (internal/probe) reads it with
- * ringbuf.Reader.ReadInto. The size is set by userspace at load time. */
+/* Every record goes here; userspace (internal/probe) reads it
+ * in place (ring.go). The size is set by userspace at load time. */
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, 1 << 22);

@@ -393,12 +393,12 @@ func (a *advisor) clientFinding(affected []*clientDest, size int, failures uint6
 		d := affected[0]
 		if d.peak > 0 {
 			fmt.Fprintf(&b, "This host connects to %s and closes first: up to %s of its local ports sat in TIME_WAIT "+
-				"(%d s each) against a range of %s", d.name, group(d.peak), timeWaitSeconds, group(int64(size)))
+				"(%d s each) against a range of %s", d.name, human.Grouped(d.peak), timeWaitSeconds, human.Grouped(int64(size)))
 		} else {
-			fmt.Fprintf(&b, "This host ran out of local ports connecting to %s (a range of %s)", d.name, group(int64(size)))
+			fmt.Fprintf(&b, "This host ran out of local ports connecting to %s (a range of %s)", d.name, human.Grouped(int64(size)))
 		}
 		if d.perS > 0 {
-			fmt.Fprintf(&b, ", at up to %s new connections/s, which hold %s ports over %d s", group(int64(d.perS)), group(d.need), timeWaitSeconds)
+			fmt.Fprintf(&b, ", at up to %s new connections/s, which hold %s ports over %d s", human.Grouped(int64(d.perS)), human.Grouped(d.need), timeWaitSeconds)
 		}
 		if n := len(affected) - 1; n > 0 {
 			fmt.Fprintf(&b, "; %d more destination%s near the limit", n, plural(n))
@@ -408,7 +408,7 @@ func (a *advisor) clientFinding(affected []*clientDest, size int, failures uint6
 	}
 	if failures > 0 {
 		fmt.Fprintf(&b, ", and %s connect() call%s failed with EADDRNOTAVAIL (no free local port)",
-			group(int64(failures)), plural(int(failures)))
+			human.Grouped(int64(failures)), plural(int(failures)))
 	}
 	b.WriteString(".")
 	return b.String()
@@ -433,12 +433,12 @@ func (a *advisor) portRangeAdvice(exceeded []*clientDest, size int, rangeText st
 	if need > 0 {
 		fmt.Fprintf(&b, "Connections to %s were opened at up to %s/s and each holds its local port for %d s in "+
 			"TIME_WAIT, which needs %s ports, but ip_local_port_range (%s) gives %s per destination",
-			dest, group(int64(exceeded[0].perS)), timeWaitSeconds, group(need), rangeText, group(int64(size)))
+			dest, human.Grouped(int64(exceeded[0].perS)), timeWaitSeconds, human.Grouped(need), rangeText, human.Grouped(int64(size)))
 	} else {
-		fmt.Fprintf(&b, "ip_local_port_range (%s) gives %s local ports per destination", rangeText, group(int64(size)))
+		fmt.Fprintf(&b, "ip_local_port_range (%s) gives %s local ports per destination", rangeText, human.Grouped(int64(size)))
 	}
 	if failures > 0 {
-		fmt.Fprintf(&b, ", and %s connect() call%s already failed for lack of one", group(int64(failures)), plural(int(failures)))
+		fmt.Fprintf(&b, ", and %s connect() call%s already failed for lack of one", human.Grouped(int64(failures)), plural(int(failures)))
 	}
 	b.WriteString(".")
 
@@ -460,9 +460,9 @@ func (a *advisor) portRangeAdvice(exceeded []*clientDest, size int, rangeText st
 	}
 	fmt.Fprintf(&b, " Widening it to %d %d gives %s; first list the ports your services listen on below %d in "+
 		"net.ipv4.ip_local_reserved_ports, or an outgoing connection may take one before the service starts.",
-		newLo, newHi, group(newSize), lo)
+		newLo, newHi, human.Grouped(newSize), lo)
 	if need > newSize {
-		fmt.Fprintf(&b, " Even that is short of %s: reuse connections (keep-alive, pooling) as well.", group(need))
+		fmt.Fprintf(&b, " Even that is short of %s: reuse connections (keep-alive, pooling) as well.", human.Grouped(need))
 	}
 	e["port_range_recommended"] = newSize
 	cur := a.r.Sysctl[hostinfo.LocalPortRange]
@@ -493,7 +493,7 @@ func (a *advisor) closeWaitLeaks() {
 			ports[i] = strconv.Itoa(l)
 		}
 		var b strings.Builder
-		fmt.Fprintf(&b, "%s holds %s socket%s in CLOSE_WAIT", who, group(int64(p.Count)), plural(p.Count))
+		fmt.Fprintf(&b, "%s holds %s socket%s in CLOSE_WAIT", who, human.Grouped(int64(p.Count)), plural(p.Count))
 		if len(ports) > 0 {
 			fmt.Fprintf(&b, " on local port%s %s", plural(len(ports)), strings.Join(ports, ", "))
 		}
@@ -554,7 +554,7 @@ func (a *advisor) maxTwBuckets() {
 		"peak seen %s), so %s closing connection%s skipped TIME_WAIT, and a late packet of one of them "+
 		"can be taken for part of a new connection on the same ports (the kernel logs \"time wait bucket "+
 		"table overflow\"). Raise the limit to %d if memory allows (about %d bytes each: %s at most); never "+
-		"lower it.", group(int64(overflow)), limit, group(a.r.TimeWait.Peak), group(int64(overflow)),
+		"lower it.", human.Grouped(int64(overflow)), limit, human.Grouped(a.r.TimeWait.Peak), human.Grouped(int64(overflow)),
 		plural(int(overflow)), rec, twSockBytes, megabytes(rec*twSockBytes))
 	a.add(report.Advice{
 		ID: IDMaxTwBuckets, Severity: Warning, Sysctl: hostinfo.MaxTwBuckets, Current: cur,
@@ -591,7 +591,7 @@ func (a *advisor) finTimeout() bool {
 		"the peer never sent its FIN (%s ran out the timer, %s got it late). Each holds its connection's "+
 		"ports and memory for %s; %d s frees them sooner. Also find out why the peers do not close (a load "+
 		"balancer or firewall dropping idle connections, a hung peer). This does not shorten TIME_WAIT.",
-		group(int64(o.Created)), plural(int(o.Created)), group(o.Peak), group(int64(expired)), group(int64(late)),
+		human.Grouped(int64(o.Created)), plural(int(o.Created)), human.Grouped(o.Peak), human.Grouped(int64(expired)), human.Grouped(int64(late)),
 		held, recommendedFinTimeout)
 	a.add(report.Advice{
 		ID: IDFinTimeout, Severity: Warning, Sysctl: hostinfo.FinTimeout, Current: cur,
@@ -637,13 +637,13 @@ func (a *advisor) serverTimeWait() {
 	}
 	limit := ""
 	if bok {
-		limit = fmt.Sprintf(" (%s)", group(int64(buckets)))
+		limit = fmt.Sprintf(" (%s)", human.Grouped(int64(buckets)))
 	}
 	reason := fmt.Sprintf("Up to %s TIME_WAIT sockets were on %s, because it closes connections before its "+
 		"clients do. That is harmless to the listening port (such a socket holds no local port) and costs "+
 		"about %d bytes each, %s, unless tcp_max_tw_buckets%s overflows. tcp_tw_reuse does nothing here: it "+
 		"only affects outgoing connect(). To have fewer, let the clients close first: HTTP keep-alive, "+
-		"connection pooling.", group(peak), at, twSockBytes, megabytes(peak*twSockBytes), limit)
+		"connection pooling.", human.Grouped(peak), at, twSockBytes, megabytes(peak*twSockBytes), limit)
 	e := map[string]any{
 		"time_wait_peak_server": peak, "time_wait_server": tw.ByRole.Server, "time_wait_client": tw.ByRole.Client,
 	}
@@ -671,7 +671,7 @@ func (a *advisor) finTimeoutMyth() {
 	cur := a.r.Sysctl[hostinfo.FinTimeout]
 	reason := fmt.Sprintf("TIME_WAIT peaked at %s sockets. Lowering tcp_fin_timeout, as often advised, does "+
 		"not shorten it: TIME_WAIT lasts %d s, fixed in the kernel (TCP_TIMEWAIT_LEN); tcp_fin_timeout only "+
-		"limits orphaned FIN_WAIT2 sockets, and none worth acting on were seen.", group(tw.Peak), timeWaitSeconds)
+		"limits orphaned FIN_WAIT2 sockets, and none worth acting on were seen.", human.Grouped(tw.Peak), timeWaitSeconds)
 	if n, ok := a.s.Int(hostinfo.FinTimeout); ok && n < timeWaitSeconds {
 		reason += fmt.Sprintf(" It is already %d s here, and TIME_WAIT still lasted %d s.", n, timeWaitSeconds)
 	}
@@ -697,24 +697,6 @@ func hostPort(addr string, port int) string {
 func isLoopback(addr string) bool {
 	a, err := netip.ParseAddr(addr)
 	return err == nil && a.Unmap().IsLoopback()
-}
-
-// group prints n with thousands separators: reasons quote exact numbers.
-func group(n int64) string {
-	s := strconv.FormatInt(n, 10)
-	neg := strings.HasPrefix(s, "-")
-	s = strings.TrimPrefix(s, "-")
-	var b strings.Builder
-	if neg {
-		b.WriteByte('-')
-	}
-	for i, c := range s {
-		if i > 0 && (len(s)-i)%3 == 0 {
-			b.WriteByte(',')
-		}
-		b.WriteRune(c)
-	}
-	return b.String()
 }
 
 func plural(n int) string {

@@ -624,14 +624,6 @@ func TestAdviseNil(t *testing.T) {
 	}
 }
 
-func TestGroup(t *testing.T) {
-	for n, want := range map[int64]string{0: "0", 999: "999", 1000: "1,000", 28232: "28,232", 1234567: "1,234,567", -4200: "-4,200"} {
-		if got := group(n); got != want {
-			t.Errorf("group(%d) = %q, want %q", n, got, want)
-		}
-	}
-}
-
 func TestTruncate(t *testing.T) {
 	if got := truncate("héllo", 2); got != "h..." {
 		t.Errorf("truncate cut a rune: %q", got)

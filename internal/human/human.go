@@ -1,7 +1,12 @@
 // Package human formats numbers the way a sysadmin reads them in a report.
 package human
 
-import "fmt"
+import (
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+)
 
 // Seconds formats a duration in seconds: 3.4 s, 60.0 s, 5.2 min, 1.5 h,
 // 2.0 days; below a millisecond it falls back to Millis.
@@ -33,4 +38,36 @@ func Millis(ms float64) string {
 		return fmt.Sprintf("%.0f ms", ms)
 	}
 	return Seconds(ms / 1000)
+}
+
+// Count shortens a count: 999, 1.2k, 3.4M, 5.6G.
+func Count[T int | int64 | uint64](n T) string {
+	f := float64(n)
+	switch a := math.Abs(f); {
+	case a < 1000:
+		return strconv.FormatInt(int64(n), 10)
+	case a < 999_950:
+		return fmt.Sprintf("%.1fk", f/1e3)
+	case a < 999_950_000:
+		return fmt.Sprintf("%.1fM", f/1e6)
+	}
+	return fmt.Sprintf("%.1fG", f/1e9)
+}
+
+// Grouped writes a count in full with thousands separators: 28,232.
+func Grouped[T int | int64 | uint64](n T) string {
+	s := fmt.Sprint(n)
+	neg := strings.HasPrefix(s, "-")
+	s = strings.TrimPrefix(s, "-")
+	var out strings.Builder
+	if neg {
+		out.WriteByte('-')
+	}
+	for i := range len(s) {
+		if i > 0 && (len(s)-i)%3 == 0 {
+			out.WriteByte(',')
+		}
+		out.WriteByte(s[i])
+	}
+	return out.String()
 }

@@ -65,7 +65,6 @@ type Probe struct {
 	onRecord func([]byte)
 	fn       func(*event.Event)
 	ev       event.Event
-	corrupt  uint64
 	read     uint64
 }
 
@@ -150,8 +149,9 @@ func Open(cfg Config) (_ *Probe, err error) {
 		return nil, err
 	}
 	p.onRecord = func(b []byte) {
+		// A record that does not decode is not counted as read, so it
+		// shows up in Loss as written but not read.
 		if err := Decode(b, &p.ev); err != nil {
-			p.corrupt++
 			return
 		}
 		p.read++
@@ -222,10 +222,6 @@ func (p *Probe) drainAll() (int, error) {
 		time.Sleep(time.Millisecond)
 	}
 }
-
-// Corrupt counts records that could not be decoded (a kernel/userspace
-// mismatch; always 0 unless something is badly wrong).
-func (p *Probe) Corrupt() uint64 { return p.corrupt }
 
 // Stop detaches the programs, so no new records arrive, and makes Poll
 // hand over what is still in the ring buffer, then return ErrClosed. It

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"math"
 	"net"
 	"slices"
 	"strconv"
@@ -131,7 +130,7 @@ func reportHeader(b *strings.Builder, r *report.Report) {
 	if r.Scope.Family != "" {
 		scope += ", " + r.Scope.Family + " only"
 	}
-	fmt.Fprintf(b, "tcptrace report: %s on %s, %s\n", reportSeconds(r.DurationS), kernel, scope)
+	fmt.Fprintf(b, "tcptrace report: %s on %s, %s\n", human.Seconds(r.DurationS), kernel, scope)
 	var line []string
 	if !r.Started.IsZero() {
 		line = append(line, "started "+r.Started.UTC().Format("2006-01-02 15:04:05 UTC"))
@@ -139,7 +138,7 @@ func reportHeader(b *strings.Builder, r *report.Report) {
 	if r.Version != "" {
 		line = append(line, "tcptrace "+r.Version)
 	}
-	line = append(line, fmt.Sprintf("%s events, %s dropped", reportCount(r.Events), reportCount(r.Dropped)))
+	line = append(line, fmt.Sprintf("%s events, %s dropped", human.Count(r.Events), human.Count(r.Dropped)))
 	fmt.Fprintf(b, "%s\n", strings.Join(line, ", "))
 	if c := r.Command; c != nil {
 		fmt.Fprintf(b, "command: %s (exit code %d)\n", strings.Join(c.Argv, " "), c.ExitCode)
@@ -151,20 +150,20 @@ func reportHeader(b *strings.Builder, r *report.Report) {
 			if r.Loss.RingFull == 0 {
 				cause = "kernel skipped them"
 			}
-			why = append(why, fmt.Sprintf("%s records dropped (%s)", reportGrouped(r.Dropped), cause))
+			why = append(why, fmt.Sprintf("%s records dropped (%s)", human.Grouped(r.Dropped), cause))
 		}
 		if r.Loss.Unseen > 0 {
-			why = append(why, fmt.Sprintf("%s sockets' transitions never reached tcptrace", reportGrouped(r.Loss.Unseen)))
+			why = append(why, fmt.Sprintf("%s sockets' transitions never reached tcptrace", human.Grouped(r.Loss.Unseen)))
 		}
 		if r.Tracking.Evicted > 0 {
-			why = append(why, fmt.Sprintf("%s sockets evicted (over --max-sockets)", reportGrouped(r.Tracking.Evicted)))
+			why = append(why, fmt.Sprintf("%s sockets evicted (over --max-sockets)", human.Grouped(r.Tracking.Evicted)))
 		}
 		if len(why) == 0 {
 			why = append(why, "some TIME_WAIT sockets could not be tracked (over the cap)")
 		}
 		warn := fmt.Sprintf("WARNING: incomplete trace: %s. The counts below undercount", strings.Join(why, ", "))
 		if r.Tracking.Incomplete > 0 {
-			warn += fmt.Sprintf(", and %s lifetimes that spanned the loss are left out", reportGrouped(r.Tracking.Incomplete))
+			warn += fmt.Sprintf(", and %s lifetimes that spanned the loss are left out", human.Grouped(r.Tracking.Incomplete))
 		}
 		reportWrapHanging(b, warn+".", "", "  ")
 	}
@@ -175,7 +174,7 @@ func reportSummary(b *strings.Builder, r *report.Report) {
 	var lines []string
 	tw := &r.TimeWait
 	if tw.Peak > 0 {
-		s := fmt.Sprintf("%s TIME_WAIT sockets at peak", reportGrouped(tw.Peak))
+		s := fmt.Sprintf("%s TIME_WAIT sockets at peak", human.Grouped(tw.Peak))
 		if total := tw.ByRole.Client + tw.ByRole.Server; total > 0 {
 			role, n := "client", tw.ByRole.Client
 			if tw.ByRole.Server > n {
@@ -194,16 +193,16 @@ func reportSummary(b *strings.Builder, r *report.Report) {
 		lines = append(lines, s)
 	}
 	if f := r.PortExhaustion.ConnectFailures; f > 0 {
-		s := fmt.Sprintf("%s connect() calls failed for lack of a local port (EADDRNOTAVAIL)", reportGrouped(f))
+		s := fmt.Sprintf("%s connect() calls failed for lack of a local port (EADDRNOTAVAIL)", human.Grouped(f))
 		if d := r.PortExhaustion.ByDestination; len(d) > 0 {
-			s += fmt.Sprintf(", %s of them to %s", reportGrouped(d[0].Failures), reportHostPort(d[0].Addr, d[0].Port))
+			s += fmt.Sprintf(", %s of them to %s", human.Grouped(d[0].Failures), reportHostPort(d[0].Addr, d[0].Port))
 		}
 		lines = append(lines, s)
 	}
 	if bp := r.CloseWait.ByProcess; len(bp) > 0 {
 		p := bp[0]
-		s := fmt.Sprintf("%s CLOSE_WAIT socket%s leaked by %s, the oldest %s", reportGrouped(p.Count), reportPlural(p.Count),
-			reportOwner(p.PID, p.Comm), reportSeconds(p.OldestS))
+		s := fmt.Sprintf("%s CLOSE_WAIT socket%s leaked by %s, the oldest %s", human.Grouped(p.Count), reportPlural(p.Count),
+			reportOwner(p.PID, p.Comm), human.Seconds(p.OldestS))
 		if n := len(bp) - 1; n > 0 {
 			s += fmt.Sprintf("; %d more process%s leaking", n, reportPluralES(n))
 		}
@@ -211,10 +210,10 @@ func reportSummary(b *strings.Builder, r *report.Report) {
 	}
 	if o := &r.FinWait2Orphans; o.Created > 0 {
 		lines = append(lines, fmt.Sprintf("%s FIN_WAIT2 orphans (peak %s): closed here, the peer's FIN did not come",
-			reportGrouped(o.Created), reportGrouped(o.Peak)))
+			human.Grouped(o.Created), human.Grouped(o.Peak)))
 	}
 	if n := r.Netstat["TCPTimeWaitOverflow"]; n > 0 {
-		lines = append(lines, fmt.Sprintf("%s connections skipped TIME_WAIT: tcp_max_tw_buckets was full", reportGrouped(n)))
+		lines = append(lines, fmt.Sprintf("%s connections skipped TIME_WAIT: tcp_max_tw_buckets was full", human.Grouped(n)))
 	}
 	if len(lines) > maxSummaryLines-1 {
 		lines = lines[:maxSummaryLines-1]
@@ -265,7 +264,7 @@ func reportLifetimes(b *strings.Builder, r *report.Report) {
 		if !ok {
 			continue
 		}
-		t.row(s, reportCount(d.Count), reportMillis(d.P50), reportMillis(d.P90), reportMillis(d.P99), reportMillis(d.Max))
+		t.row(s, human.Count(d.Count), human.Millis(d.P50), human.Millis(d.P90), human.Millis(d.P99), human.Millis(d.Max))
 	}
 	b.WriteString("\nLifetimes (time spent in each state)\n")
 	t.write(b, "  ")
@@ -277,33 +276,33 @@ func reportTimeWait(b *strings.Builder, r *report.Report) {
 		return
 	}
 	b.WriteString("\nTIME_WAIT (60 s each, fixed in the kernel)\n")
-	fmt.Fprintf(b, "  now %s, peak %s", reportCount(tw.Current), reportCount(tw.Peak))
+	fmt.Fprintf(b, "  now %s, peak %s", human.Count(tw.Current), human.Count(tw.Peak))
 	if tw.Peak > 0 {
-		fmt.Fprintf(b, " at %s", reportSeconds(tw.PeakAtS))
+		fmt.Fprintf(b, " at %s", human.Seconds(tw.PeakAtS))
 	}
-	fmt.Fprintf(b, ", created %s (at most %s/s)\n", reportCount(tw.Created), reportCount(tw.PeakPerS))
+	fmt.Fprintf(b, ", created %s (at most %s/s)\n", human.Count(tw.Created), human.Count(tw.PeakPerS))
 	var more []string
 	if tw.FromOrphans > 0 {
-		more = append(more, fmt.Sprintf("%s created from FIN_WAIT2 orphans that got their FIN", reportCount(tw.FromOrphans)))
+		more = append(more, fmt.Sprintf("%s created from FIN_WAIT2 orphans that got their FIN", human.Count(tw.FromOrphans)))
 	}
 	if tw.Preexisting > 0 {
-		more = append(more, fmt.Sprintf("%s already there when tracing began", reportCount(tw.Preexisting)))
+		more = append(more, fmt.Sprintf("%s already there when tracing began", human.Count(tw.Preexisting)))
 	}
 	if len(more) > 0 {
 		fmt.Fprintf(b, "  %s\n", strings.Join(more, ", "))
 	}
 	e := tw.Ended
-	fmt.Fprintf(b, "  ended: %s expired, %s killed early (connect() reuse, SYN or RST)", reportCount(e.Expired), reportCount(e.Killed))
+	fmt.Fprintf(b, "  ended: %s expired, %s killed early (connect() reuse, SYN or RST)", human.Count(e.Expired), human.Count(e.Killed))
 	if e.Preexisting > 0 {
-		fmt.Fprintf(b, ", %s that predate tracing", reportCount(e.Preexisting))
+		fmt.Fprintf(b, ", %s that predate tracing", human.Count(e.Preexisting))
 	}
 	b.WriteString("\n")
 	if total := tw.ByRole.Client + tw.ByRole.Server; total > 0 {
-		fmt.Fprintf(b, "  by role: client %s (%d%%), server %s (%d%%)\n", reportCount(tw.ByRole.Client),
-			reportPercent(tw.ByRole.Client, total), reportCount(tw.ByRole.Server), reportPercent(tw.ByRole.Server, total))
+		fmt.Fprintf(b, "  by role: client %s (%d%%), server %s (%d%%)\n", human.Count(tw.ByRole.Client),
+			reportPercent(tw.ByRole.Client, total), human.Count(tw.ByRole.Server), reportPercent(tw.ByRole.Server, total))
 	}
 	if l := tw.Lifetime; l.Count > 0 {
-		fmt.Fprintf(b, "  lifetime: p50 %s, p99 %s, max %s\n", reportMillis(l.P50), reportMillis(l.P99), reportMillis(l.Max))
+		fmt.Fprintf(b, "  lifetime: p50 %s, p99 %s, max %s\n", human.Millis(l.P50), human.Millis(l.P99), human.Millis(l.Max))
 	}
 	if len(tw.Top) == 0 {
 		return
@@ -314,7 +313,7 @@ func reportTimeWait(b *strings.Builder, r *report.Report) {
 	}
 	t := newReportTable(cols...)
 	for _, d := range tw.Top {
-		cells := []string{d.Role, reportHostPort(d.Addr, d.Port), reportCount(d.Count), reportCount(d.Current), reportCount(d.Peak), reportCount(d.PeakPerS)}
+		cells := []string{d.Role, reportHostPort(d.Addr, d.Port), human.Count(d.Count), human.Count(d.Current), human.Count(d.Peak), human.Count(d.PeakPerS)}
 		if r.Scope.AllNetNS {
 			cells = append(cells, strconv.FormatUint(uint64(d.NetNS), 10))
 		}
@@ -332,14 +331,14 @@ func reportOrphans(b *strings.Builder, r *report.Report) {
 	}
 	fmt.Fprintf(b, "\nFIN_WAIT2 orphans (closed here, the peer's FIN never came; held tcp_fin_timeout = %s s)\n",
 		reportDash(r.Sysctl["net.ipv4.tcp_fin_timeout"]))
-	fmt.Fprintf(b, "  now %s, peak %s, created %s (at most %s/s)\n", reportCount(o.Current), reportCount(o.Peak), reportCount(o.Created), reportCount(o.PeakPerS))
+	fmt.Fprintf(b, "  now %s, peak %s, created %s (at most %s/s)\n", human.Count(o.Current), human.Count(o.Peak), human.Count(o.Created), human.Count(o.PeakPerS))
 	fmt.Fprintf(b, "  ended: %s expired (no FIN), %s got their FIN late (became TIME_WAIT), %s killed\n",
-		reportCount(o.Ended.Expired), reportCount(o.Ended.BecameTimeWait), reportCount(o.Ended.Killed))
+		human.Count(o.Ended.Expired), human.Count(o.Ended.BecameTimeWait), human.Count(o.Ended.Killed))
 	if total := o.ByRole.Client + o.ByRole.Server; total > 0 {
-		fmt.Fprintf(b, "  by role: client %s, server %s\n", reportCount(o.ByRole.Client), reportCount(o.ByRole.Server))
+		fmt.Fprintf(b, "  by role: client %s, server %s\n", human.Count(o.ByRole.Client), human.Count(o.ByRole.Server))
 	}
 	if l := o.Lifetime; l.Count > 0 {
-		fmt.Fprintf(b, "  lifetime: p50 %s, p99 %s, max %s\n", reportMillis(l.P50), reportMillis(l.P99), reportMillis(l.Max))
+		fmt.Fprintf(b, "  lifetime: p50 %s, p99 %s, max %s\n", human.Millis(l.P50), human.Millis(l.P99), human.Millis(l.Max))
 	}
 }
 
@@ -348,18 +347,18 @@ func reportCloseWait(b *strings.Builder, r *report.Report) {
 	if len(cw.Leaked) == 0 {
 		// The question users come with: "none" is the answer.
 		fmt.Fprintf(b, "\nCLOSE_WAIT leaks: none (%s in CLOSE_WAIT at the end, none for %s or more)\n",
-			reportCount(cw.Current), reportSeconds(cw.ThresholdS))
+			human.Count(cw.Current), human.Seconds(cw.ThresholdS))
 		return
 	}
 	fmt.Fprintf(b, "\nCLOSE_WAIT leaks: %s sockets in CLOSE_WAIT for %s or more (%s in CLOSE_WAIT at the end);\n"+
-		"  the peer closed, the process holding them has not\n", reportCount(len(cw.Leaked)), reportSeconds(cw.ThresholdS), reportCount(cw.Current))
+		"  the peer closed, the process holding them has not\n", human.Count(len(cw.Leaked)), human.Seconds(cw.ThresholdS), human.Count(cw.Current))
 	t := newReportTable(">PID", "COMM", ">COUNT", ">OLDEST", "LOCAL PORTS", "CMDLINE")
 	for _, p := range cw.ByProcess {
 		ports := make([]string, len(p.Lports))
 		for i, l := range p.Lports {
 			ports[i] = strconv.Itoa(l)
 		}
-		t.row(strconv.Itoa(p.PID), reportDash(p.Comm), reportCount(p.Count), reportSeconds(p.OldestS),
+		t.row(strconv.Itoa(p.PID), reportDash(p.Comm), human.Count(p.Count), human.Seconds(p.OldestS),
 			reportDash(strings.Join(ports, ",")), reportDash(reportClip(p.Cmdline, cmdlineWidth)))
 	}
 	t.write(b, "  ")
@@ -369,7 +368,7 @@ func reportCloseWait(b *strings.Builder, r *report.Report) {
 		if i == maxLeakLines {
 			break
 		}
-		age := reportSeconds(l.AgeS)
+		age := human.Seconds(l.AgeS)
 		if l.Preexisting {
 			age = ">" + age
 		}
@@ -377,7 +376,7 @@ func reportCloseWait(b *strings.Builder, r *report.Report) {
 	}
 	t.write(b, "    ")
 	if n := len(cw.Leaked) - maxLeakLines; n > 0 {
-		fmt.Fprintf(b, "    … and %s more\n", reportGrouped(n))
+		fmt.Fprintf(b, "    … and %s more\n", human.Grouped(n))
 	}
 }
 
@@ -387,21 +386,21 @@ func reportPortExhaustion(b *strings.Builder, r *report.Report) {
 		return
 	}
 	fmt.Fprintf(b, "\nPort exhaustion: %s connect() calls failed with EADDRNOTAVAIL (no free local port)\n",
-		reportGrouped(pe.ConnectFailures))
+		human.Grouped(pe.ConnectFailures))
 	if pr := pe.PortRange; pr.Size > 0 {
-		fmt.Fprintf(b, "  ip_local_port_range %d %d: %s ports per destination\n", pr.Low, pr.High, reportGrouped(pr.Size))
+		fmt.Fprintf(b, "  ip_local_port_range %d %d: %s ports per destination\n", pr.Low, pr.High, human.Grouped(pr.Size))
 	}
 	if len(pe.ByDestination) > 0 {
 		t := newReportTable("DESTINATION", ">FAILURES", ">TIME_WAIT AT PEAK")
 		for _, d := range pe.ByDestination {
-			t.row(reportHostPort(d.Addr, d.Port), reportCount(d.Failures), reportCount(d.TimeWaitPeak))
+			t.row(reportHostPort(d.Addr, d.Port), human.Count(d.Failures), human.Count(d.TimeWaitPeak))
 		}
 		t.write(b, "  ")
 	}
 	if len(pe.ByProcess) > 0 {
 		var ps []string
 		for _, p := range pe.ByProcess {
-			ps = append(ps, fmt.Sprintf("%s %s", reportOwner(p.PID, p.Comm), reportCount(p.Failures)))
+			ps = append(ps, fmt.Sprintf("%s %s", reportOwner(p.PID, p.Comm), human.Count(p.Failures)))
 		}
 		fmt.Fprintf(b, "  by process: %s\n", strings.Join(ps, ", "))
 	}
@@ -458,7 +457,7 @@ func reportSettings(b *strings.Builder, r *report.Report) {
 				"2": "reuse for loopback only (default)"}[v]
 		case "net.ipv4.ip_local_port_range":
 			if pr := r.PortExhaustion.PortRange; pr.Size > 0 {
-				note = reportGrouped(pr.Size) + " local ports per destination"
+				note = human.Grouped(pr.Size) + " local ports per destination"
 			}
 		}
 		t.row(s.key, v, note)
@@ -471,7 +470,7 @@ func reportSettings(b *strings.Builder, r *report.Report) {
 	t = newReportTable("", ">", "")
 	for _, c := range reportCounters() {
 		if v, ok := r.Netstat[c.key]; ok {
-			t.row(c.key, "+"+reportCount(v), c.note)
+			t.row(c.key, "+"+human.Count(v), c.note)
 		}
 	}
 	if len(t.rows) > 0 {
@@ -661,44 +660,7 @@ func (t *reportTable) write(b *strings.Builder, indent string) {
 	}
 }
 
-// reportCount humanizes a count: 950, 1.2k, 27.0k, 3.4M.
-func reportCount[T int | int64 | uint64](n T) string {
-	f := float64(n)
-	switch a := math.Abs(f); {
-	case a < 1000:
-		return strconv.FormatInt(int64(n), 10)
-	case a < 999_950:
-		return fmt.Sprintf("%.1fk", f/1e3)
-	case a < 999_950_000:
-		return fmt.Sprintf("%.1fM", f/1e6)
-	}
-	return fmt.Sprintf("%.1fG", f/1e9)
-}
-
-// reportGrouped prints a count exactly, with thousands separators, where the
-// exact number matters (the summary, failures).
-func reportGrouped[T int | int64 | uint64](n T) string {
-	s := fmt.Sprint(n)
-	neg := strings.HasPrefix(s, "-")
-	s = strings.TrimPrefix(s, "-")
-	var out strings.Builder
-	if neg {
-		out.WriteByte('-')
-	}
-	for i := range len(s) {
-		if i > 0 && (len(s)-i)%3 == 0 {
-			out.WriteByte(',')
-		}
-		out.WriteByte(s[i])
-	}
-	return out.String()
-}
-
 // reportMillis humanizes a duration in milliseconds: 0.12 ms, 3.4 ms, 250 ms,
-// reportMillis and reportSeconds humanize durations (package human).
-func reportMillis(ms float64) string { return human.Millis(ms) }
-
-func reportSeconds(s float64) string { return human.Seconds(s) }
 
 // reportPercent is part of total in whole percent, rounded.
 func reportPercent(part, total uint64) int {

@@ -512,26 +512,3 @@ func TestReportWriteErrors(t *testing.T) {
 		t.Error("WriteReportJSON hid a write error")
 	}
 }
-
-func TestHumanize(t *testing.T) {
-	counts := map[uint64]string{0: "0", 999: "999", 1000: "1.0k", 1234: "1.2k", 27000: "27.0k", 999_949: "999.9k",
-		999_950: "1.0M", 3_400_000: "3.4M", 2_000_000_000: "2.0G"}
-	for n, want := range counts {
-		if got := reportCount(n); got != want {
-			t.Errorf("reportCount(%d) = %q, want %q", n, got, want)
-		}
-	}
-	ms := map[float64]string{0: "0", 0.123: "0.12 ms", 3.45: "3.5 ms", 250: "250 ms", 3400: "3.4 s", 60000: "60.0 s",
-		312000: "5.2 min", 5_400_000: "90.0 min", 9_000_000: "2.5 h", 3 * 86400_000: "3.0 days"}
-	for v, want := range ms {
-		if got := reportMillis(v); got != want {
-			t.Errorf("reportMillis(%v) = %q, want %q", v, got, want)
-		}
-	}
-	grouped := map[int64]string{0: "0", 12: "12", 1234: "1,234", 28232: "28,232", 1234567: "1,234,567", -1234: "-1,234"}
-	for n, want := range grouped {
-		if got := reportGrouped(n); got != want {
-			t.Errorf("reportGrouped(%d) = %q, want %q", n, got, want)
-		}
-	}
-}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/tcptrace/tcptrace/internal/human"
 	"github.com/tcptrace/tcptrace/internal/tracker"
 )
 
@@ -13,8 +14,8 @@ import (
 // the events saw entering CLOSE_WAIT.
 func StatusLine(elapsed time.Duration, b tracker.Brief, closeWait int, drops uint64) string {
 	s := fmt.Sprintf("tcptrace %s: %s events | TIME_WAIT %s (peak %s, %s created) | FIN_WAIT2 orphans %s | CLOSE_WAIT %d",
-		elapsed.Truncate(time.Second), humanCount(float64(b.Events)), humanCount(float64(b.TimeWait)),
-		humanCount(float64(b.TimeWaitPeak)), humanCount(float64(b.TimeWaitCreated)), humanCount(float64(b.Orphans)), closeWait)
+		elapsed.Truncate(time.Second), human.Count(b.Events), human.Count(b.TimeWait),
+		human.Count(b.TimeWaitPeak), human.Count(b.TimeWaitCreated), human.Count(b.Orphans), closeWait)
 	if b.CloseWaitOld > 0 {
 		s += fmt.Sprintf(" (%d old)", b.CloseWaitOld)
 	}
@@ -25,16 +26,4 @@ func StatusLine(elapsed time.Duration, b tracker.Brief, closeWait int, drops uin
 		s += fmt.Sprintf(" | DROPPED %d", drops)
 	}
 	return s
-}
-
-// humanCount shortens a count: 999, 1.2k, 3.4M.
-func humanCount(v float64) string {
-	switch {
-	case v < 1000 && v > -1000:
-		return fmt.Sprintf("%.0f", v)
-	case v < 1e6 && v > -1e6:
-		return fmt.Sprintf("%.1fk", v/1e3)
-	default:
-		return fmt.Sprintf("%.1fM", v/1e6)
-	}
 }

@@ -227,8 +227,7 @@ func closeWait(in *Input) CloseWait {
 		cw.Current++
 		add(Leak{PID: int(t.OwnerPID), Comm: t.OwnerComm,
 			Laddr: addrString(t.Local.Addr()), Lport: int(t.Local.Port()),
-			Raddr: addrString(t.Remote.Addr()), Rport: int(t.Remote.Port()),
-			Preexisting: t.Preexisting}, in.EndNs-t.SinceNs)
+			Raddr: addrString(t.Remote.Addr()), Rport: int(t.Remote.Port())}, in.EndNs-t.SinceNs)
 	}
 	slices.SortFunc(cw.Leaked, func(a, b Leak) int {
 		return cmp.Or(cmp.Compare(b.AgeS, a.AgeS), cmp.Compare(a.Lport, b.Lport), cmp.Compare(a.Rport, b.Rport))

@@ -32,10 +32,9 @@ type CloseWaitSocket struct {
 	NetNS         uint32
 	Family        event.Family
 	Local, Remote netip.AddrPort
-	// SinceNs is when it entered CLOSE_WAIT, or when tcptrace first saw it
-	// if Preexisting.
-	SinceNs     uint64
-	Preexisting bool
+	// SinceNs is when it entered CLOSE_WAIT. (Sockets already in
+	// CLOSE_WAIT when tracing began are known only from the census.)
+	SinceNs uint64
 	// OwnerPID is the process tcptrace attributes it to from the events
 	// (its listener's or its connect()er); 0 unknown. The census resolves
 	// the real holder from its inode.
@@ -129,11 +128,10 @@ func (t *Tracker) Stats() Stats {
 		s := &t.slots[i-1]
 		st.CloseWait = append(st.CloseWait, CloseWaitSocket{
 			Sock: s.sock, NetNS: s.netns, Family: s.family,
-			Local:       netip.AddrPortFrom(addrFrom(s.laddr, s.family), s.lport),
-			Remote:      netip.AddrPortFrom(addrFrom(s.raddr, s.family), s.rport),
-			SinceNs:     s.enterNs,
-			Preexisting: s.flags&slotSawEntry == 0,
-			OwnerPID:    s.owner, OwnerComm: commString(t.procs[s.owner]),
+			Local:    netip.AddrPortFrom(addrFrom(s.laddr, s.family), s.lport),
+			Remote:   netip.AddrPortFrom(addrFrom(s.raddr, s.family), s.rport),
+			SinceNs:  s.enterNs,
+			OwnerPID: s.owner, OwnerComm: commString(t.procs[s.owner]),
 		})
 	}
 	return st

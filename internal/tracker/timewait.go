@@ -181,23 +181,30 @@ func (t *Tracker) twRearm(ev *event.Event) {
 	}
 }
 
+// settlePending settles the role of mini-socket sock if it is still
+// waiting for one, returning its Aux and whether it was.
+func (t *Tracker) settlePending(sock uint64) (uint32, bool) {
+	for i := range t.pending {
+		if p := &t.pending[i]; p.set && p.sock == sock {
+			return t.settleTW(p, nil), true
+		}
+	}
+	return 0, false
+}
+
 // auxNow returns a re-armed mini-socket's Aux, settling its role first if
 // that is still pending.
 func (t *Tracker) auxNow(ev *event.Event) uint32 {
-	for i := range t.pending {
-		if p := &t.pending[i]; p.set && p.sock == ev.Sock {
-			return t.settleTW(p, nil)
-		}
+	if aux, ok := t.settlePending(ev.Sock); ok {
+		return aux
 	}
 	return t.res.Aux(ev.Sock)
 }
 
 func (t *Tracker) twEnd(ev *event.Event) {
 	// A mini-socket that ends before its role was settled: settle it now.
-	for i := range t.pending {
-		if p := &t.pending[i]; p.set && p.sock == ev.Sock {
-			ev.Aux = t.settleTW(p, nil)
-		}
+	if aux, ok := t.settlePending(ev.Sock); ok {
+		ev.Aux = aux
 	}
 	if ev.OldState == event.FinWait2 && ev.NewState == event.TimeWait && ev.Flags&event.FlagStartUnknown == 0 {
 		// Promoted silently: count the orphan's end and the TIME_WAIT's

@@ -69,14 +69,7 @@ type slot struct {
 	state          event.State
 	family         event.Family
 	role           Role
-	flags          uint8
 }
-
-const (
-	slotLive      = 1 << 0
-	slotSawEntry  = 1 << 1 // enterNs is when it really entered state
-	slotPreexists = 1 << 2 // first seen mid-life
-)
 
 type listenKey struct {
 	netns uint32
@@ -192,9 +185,6 @@ func (t *Tracker) ObserveListener(netns uint32, port uint16, pid uint32) {
 	t.listeners[listenKey{netns, port}] = pid
 }
 
-// Gen exposes the resolver's loss generation (see event.Resolver.Gen).
-func (t *Tracker) Gen() uint32 { return t.res.Gen }
-
 func (t *Tracker) handle(ev *event.Event) {
 	cpu := int(ev.CPU)
 	if cpu < len(t.pending) && t.pending[cpu].set {
@@ -282,7 +272,6 @@ func (t *Tracker) transition(ev *event.Event) {
 		case s.state != old:
 			// A record was lost between the two we saw.
 			t.inconsistent++
-		case s.flags&slotSawEntry == 0:
 		case s.gen != t.res.Gen:
 			t.incomplete++
 			ev.Flags |= event.FlagIncomplete
@@ -299,7 +288,7 @@ func (t *Tracker) transition(ev *event.Event) {
 	} else {
 		idx = t.alloc()
 		s = &t.slots[idx]
-		*s = slot{sock: ev.Sock, family: ev.Family, netns: ev.NetNS, flags: slotLive}
+		*s = slot{sock: ev.Sock, family: ev.Family, netns: ev.NetNS}
 		t.index[ev.Sock] = idx
 		switch {
 		case old == event.Close && nw == event.SynSent:
@@ -308,8 +297,7 @@ func (t *Tracker) transition(ev *event.Event) {
 			s.role = RoleServer
 			s.owner = t.listeners[listenKey{ev.NetNS, ev.Local.Port()}]
 		case old == event.Close && nw == event.Listen:
-		default:
-			s.flags |= slotPreexists
+		default: // first seen mid-life
 			if _, ok := t.listeners[listenKey{ev.NetNS, ev.Local.Port()}]; ok {
 				s.role = RoleServer
 			}
@@ -350,7 +338,6 @@ func (t *Tracker) transition(ev *event.Event) {
 	s.state = nw
 	s.enterNs = ev.TimeNs
 	s.gen = t.res.Gen
-	s.flags |= slotSawEntry
 	t.now[nw]++
 	if nw == event.CloseWait {
 		t.cwAppend(idx)
@@ -407,7 +394,6 @@ func (t *Tracker) alloc() uint32 {
 
 func (t *Tracker) release(idx uint32) {
 	delete(t.index, t.slots[idx].sock)
-	t.slots[idx].flags = 0
 	t.free = append(t.free, idx)
 }
 
