@@ -6,8 +6,10 @@ GO      ?= go
 # the same as what is committed.
 CLANG   ?= clang-19
 CLANG_VERSION := 19.1.7
+# tcptrace needs root: run it through sudo unless already root.
+SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help build test test-unit generate check-generate bench fuzz vet clean
+.PHONY: help build run test test-unit generate check-generate bench fuzz vet clean
 
 help: ## Show the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -15,6 +17,9 @@ help: ## Show the targets
 build: ## Build ./tcptrace and ./tcpchurn (no clang needed)
 	$(GO) build -o tcptrace ./cmd/tcptrace
 	$(GO) build -o tcpchurn ./cmd/tcpchurn
+
+run: build ## Build and run tcptrace until Ctrl-C (through sudo unless root); flags in ARGS="-e --port 8080"
+	$(SUDO) ./tcptrace $(ARGS)
 
 test: ## Run every test; as root the BPF tests run for real (sudo make test)
 	scripts/setup.sh
