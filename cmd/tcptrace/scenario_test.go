@@ -461,14 +461,27 @@ func TestScenarioClientPortExhaustion(t *testing.T) {
 // TestScenarioServerChurn: the server closes first, so TIME_WAIT piles up
 // on the accepting side, where tcp_tw_reuse does nothing.
 func TestScenarioServerChurn(t *testing.T) {
-	ns := testnet.New(t)
 	const n = 2000
-	res := runTcptrace(t, ns, "-q", "-o", "json", "--",
-		tcpchurnBinary(t), "-n", strconv.Itoa(n), "-c", "2", "--close", "server", "-o", "json")
-	if res.code != 0 {
-		t.Fatalf("exit %d; stderr: %s", res.code, res.stderr)
+	var res ran
+	var r *report.Report
+	// Rarely the kernel delivers none of a socket's transitions (README,
+	// "What it cannot see"); the report then says so (loss.unseen,
+	// complete false). That is the report being honest, not wrong, so such
+	// a run is repeated rather than failed; everything below still holds
+	// exactly on a run without it.
+	for attempt := 1; ; attempt++ {
+		ns := testnet.New(t)
+		res = runTcptrace(t, ns, "-q", "-o", "json", "--",
+			tcpchurnBinary(t), "-n", strconv.Itoa(n), "-c", "2", "--close", "server", "-o", "json")
+		if res.code != 0 {
+			t.Fatalf("exit %d; stderr: %s", res.code, res.stderr)
+		}
+		r = parseReport(t, res.stdout)
+		if r.Loss.Unseen == 0 || r.Complete || attempt == 3 {
+			break
+		}
+		t.Logf("run %d: %d sockets' transitions never reached tcptrace (reported as incomplete); running again", attempt, r.Loss.Unseen)
 	}
-	r := parseReport(t, res.stdout)
 	c := findChurnJSON(t, res.stderr)
 	if c.Connections != n || c.Transitions != 10*n+2 {
 		t.Fatalf("tcpchurn %+v: want %d connections, %d transitions", c, n, 10*n+2)
