@@ -17,6 +17,14 @@
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
+/* Turns any kernel address into a read-only pointer of a BTF type (6.2+):
+ * loads through it are plain loads the JIT guards with an exception table
+ * entry, not a helper call per field as BPF_CORE_READ makes. Fields
+ * beyond what a tracepoint hands over are read this way. */
+extern void *bpf_rdonly_cast(const void *obj, __u32 btf_id) __ksym;
+#define tt_cast(ptr, type) \
+	((type *)bpf_rdonly_cast((const void *)(ptr), bpf_core_type_id_kernel(type)))
+
 /* Filters and constants, written by userspace before load. */
 volatile const struct tt_config cfg = {};
 

@@ -127,10 +127,10 @@ static __always_inline int record(struct sock *sk, int oldstate, int newstate)
 		return 0;
 	sport = sk->__sk_common.skc_num;
 	/* Zero before connect() picks a port and after close releases it; the
-	 * port the socket had is still in inet_sport then (a probe read, as the
-	 * field lies beyond struct sock). */
+	 * port the socket had is still in inet_sport then (beyond struct sock,
+	 * so read through a cast). */
 	if (sport == 0)
-		sport = bpf_ntohs(BPF_CORE_READ((struct inet_sock *)sk, inet_sport));
+		sport = bpf_ntohs(tt_cast(sk, struct inet_sock)->inet_sport);
 	dport = bpf_ntohs(sk->__sk_common.skc_dport);
 	if (cfg.port && sport != cfg.port && dport != cfg.port)
 		return 0;

@@ -11,45 +11,46 @@
  */
 #include "common.h"
 
-/* tw_of turns the timer into its mini-socket as an integer: the verifier
- * rejects a container_of() on the tracepoint's pointer ("invalid negative
- * access"), so reads go through CO-RE probe reads instead. */
+/* tw_of turns the timer into its mini-socket. The verifier rejects a
+ * container_of() on the tracepoint's pointer ("invalid negative access"),
+ * so the address is computed as an integer and cast back with
+ * bpf_rdonly_cast: each field is then one guarded load. */
 static __always_inline struct inet_timewait_sock *tw_of(struct timer_list *timer)
 {
-	return (struct inet_timewait_sock *)((unsigned long)timer -
-		bpf_core_field_offset(struct inet_timewait_sock, tw_timer));
+	return tt_cast((unsigned long)timer -
+		       bpf_core_field_offset(struct inet_timewait_sock, tw_timer),
+		       struct inet_timewait_sock);
 }
 
 static __always_inline int emit_tw(struct timer_list *timer, __u8 kind)
 {
 	struct inet_timewait_sock *tw = tw_of(timer);
+	struct sock_common *c = &tw->__tw_common;
 	struct tt_tuple t = {};
 	struct tt_event *e;
-	struct net *net;
 	__u64 written = 0;
 	__u32 netns, ndrops;
 	__u16 family, sport, dport;
 
-	family = BPF_CORE_READ(tw, __tw_common.skc_family);
+	family = c->skc_family;
 	if (cfg.family && family != cfg.family)
 		return 0;
-	net = BPF_CORE_READ(tw, __tw_common.skc_net.net);
-	netns = BPF_CORE_READ(net, ns.inum);
+	netns = c->skc_net.net->ns.inum;
 	if (cfg.netns && netns != cfg.netns)
 		return 0;
-	sport = BPF_CORE_READ(tw, __tw_common.skc_num);
-	dport = bpf_ntohs(BPF_CORE_READ(tw, __tw_common.skc_dport));
+	sport = c->skc_num;
+	dport = bpf_ntohs(c->skc_dport);
 	if (cfg.port && sport != cfg.port && dport != cfg.port)
 		return 0;
 
 	/* The 4-tuple goes to the stack first: the pid filter needs it before
 	 * a record is reserved. */
 	if (family == AF_INET6) {
-		BPF_CORE_READ_INTO(&t.saddr, tw, __tw_common.skc_v6_rcv_saddr);
-		BPF_CORE_READ_INTO(&t.daddr, tw, __tw_common.skc_v6_daddr);
+		__builtin_memcpy(t.saddr, &c->skc_v6_rcv_saddr, sizeof(t.saddr));
+		__builtin_memcpy(t.daddr, &c->skc_v6_daddr, sizeof(t.daddr));
 	} else {
-		*(__u32 *)t.saddr = BPF_CORE_READ(tw, __tw_common.skc_rcv_saddr);
-		*(__u32 *)t.daddr = BPF_CORE_READ(tw, __tw_common.skc_daddr);
+		*(__u32 *)t.saddr = c->skc_rcv_saddr;
+		*(__u32 *)t.daddr = c->skc_daddr;
 	}
 	t.netns = netns;
 	t.sport = sport;
@@ -72,14 +73,14 @@ static __always_inline int emit_tw(struct timer_list *timer, __u8 kind)
 	e->drops = ndrops;
 	e->expires = 0;
 	if (kind == TT_TIMER_START)
-		e->expires = BPF_CORE_READ(timer, expires) - bpf_jiffies64();
+		e->expires = timer->expires - bpf_jiffies64();
 	e->sport = sport;
 	e->dport = dport;
 	e->cpu = bpf_get_smp_processor_id();
 	e->kind = kind;
 	e->family = family;
 	e->oldstate = 0;
-	e->newstate = BPF_CORE_READ(tw, tw_substate);
+	e->newstate = tw->tw_substate;
 	e->flags = 0;
 	e->_pad = 0;
 	tt_submit(e, written);

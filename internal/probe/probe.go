@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/btf"
 	"github.com/cilium/ebpf/features"
 	"github.com/cilium/ebpf/link"
 	"github.com/cilium/ebpf/rlimit"
@@ -333,14 +334,20 @@ func checkSystem() error {
 		}
 	}
 	if _, err := os.Stat("/sys/kernel/btf/vmlinux"); err != nil {
-		return errors.New("this kernel exposes no BTF (/sys/kernel/btf/vmlinux is missing): tcptrace needs Linux 5.8+ built with CONFIG_DEBUG_INFO_BTF=y")
+		return errors.New("this kernel exposes no BTF (/sys/kernel/btf/vmlinux is missing): tcptrace needs Linux 6.2+ built with CONFIG_DEBUG_INFO_BTF=y")
+	}
+	// The programs read fields through the bpf_rdonly_cast kfunc (6.2+).
+	if spec, err := btf.LoadKernelSpec(); err != nil {
+		return fmt.Errorf("reading the kernel's BTF: %w", err)
+	} else if _, err := spec.AnyTypeByName("bpf_rdonly_cast"); err != nil {
+		return errors.New("this kernel lacks the bpf_rdonly_cast kfunc: tcptrace needs Linux 6.2 or newer")
 	}
 	if err := rlimit.RemoveMemlock(); err != nil {
 		return fmt.Errorf("raising the locked-memory limit for BPF maps: %w", permHint(err))
 	}
 	if err := features.HaveMapType(ebpf.RingBuf); err != nil {
 		if errors.Is(err, ebpf.ErrNotSupported) {
-			return errors.New("this kernel has no BPF ring buffer: tcptrace needs Linux 5.8 or newer")
+			return errors.New("this kernel has no BPF ring buffer: tcptrace needs Linux 6.2 or newer")
 		}
 		return fmt.Errorf("probing for BPF ring buffer support: %w", permHint(err))
 	}
