@@ -2,7 +2,8 @@
 # setup.sh installs what tcptrace's tests need on Debian or Ubuntu:
 #   scripts/setup.sh             the tests: iproute2 (ip netns)
 #   scripts/setup.sh --generate  also clang-19, llvm-19 and libbpf-dev (make generate)
-#   scripts/setup.sh --bench     also libbpf-tools (the tcpstates peer) and GNU time, for make bench
+#   scripts/setup.sh --bench     also libbpf-tools (the tcpstates peer), GNU time and bpftool,
+#                                for make bench and make progcost
 # It does nothing when everything is there, so it is cheap to run each time.
 set -eu
 
@@ -18,6 +19,7 @@ for arg in "$@"; do
 	--bench)
 		[ -x /usr/sbin/tcpstates ] || command -v tcpstates >/dev/null 2>&1 || need="$need libbpf-tools"
 		[ -x /usr/bin/time ] || need="$need time"
+		command -v bpftool >/dev/null 2>&1 || [ -x /usr/sbin/bpftool ] || need="$need bpftool"
 		;;
 	*)
 		echo "setup.sh: unknown option $arg (want --generate or --bench)" >&2
