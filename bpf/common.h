@@ -70,8 +70,38 @@ struct {
 	__type(value, __u8);
 } target_tuples SEC(".maps");
 
-/* tt_reserve returns a zeroed-enough record or NULL, counting the loss. */
-static __always_inline struct tt_event *tt_reserve(__u32 *cpu_drops, __u64 *written)
+/* tt_fill_tuple copies a socket's or mini-socket's addresses. */
+static __always_inline void tt_fill_tuple(struct tt_tuple *t, const struct sock_common *c, __u16 family)
+{
+	if (family == AF_INET6) {
+		__builtin_memcpy(t->saddr, &c->skc_v6_rcv_saddr, sizeof(t->saddr));
+		__builtin_memcpy(t->daddr, &c->skc_v6_daddr, sizeof(t->daddr));
+	} else {
+		*(__u32 *)t->saddr = c->skc_rcv_saddr;
+		*(__u32 *)t->daddr = c->skc_daddr;
+	}
+}
+
+/* tt_put_addrs writes the addresses into a record: IPv4 in the fixed
+ * part, IPv6 in the struct tt_addr6 that follows it. */
+static __always_inline void tt_put_addrs(struct tt_event *e, const struct tt_tuple *t, const __u8 ext)
+{
+	if (ext & TT_EXT_ADDR6) {
+		struct tt_addr6 *a = (void *)(e + 1);
+
+		e->saddr = 0;
+		e->daddr = 0;
+		__builtin_memcpy(a->saddr, t->saddr, sizeof(a->saddr));
+		__builtin_memcpy(a->daddr, t->daddr, sizeof(a->daddr));
+	} else {
+		e->saddr = *(__u32 *)t->saddr;
+		e->daddr = *(__u32 *)t->daddr;
+	}
+}
+
+/* tt_reserve returns a record of size bytes (a constant at each call
+ * site, as bpf_ringbuf_reserve requires) or NULL, counting the loss. */
+static __always_inline struct tt_event *tt_reserve(__u64 size, __u32 *cpu_drops, __u64 *written)
 {
 	__u32 zero = 0;
 	struct tt_counters *n = bpf_map_lookup_elem(&counters, &zero);
@@ -79,7 +109,7 @@ static __always_inline struct tt_event *tt_reserve(__u32 *cpu_drops, __u64 *writ
 
 	if (!n)
 		return NULL;
-	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	e = bpf_ringbuf_reserve(&events, size, 0);
 	if (!e) {
 		n->dropped++;
 		return NULL;

@@ -11,8 +11,11 @@
 /* Never used: keeps the ABI types in BTF, where bpf2go's -type finds them. */
 struct tt_abi {
 	struct tt_event event;
+	struct tt_addr6 addr6;
+	struct tt_comm comm;
 	enum tt_kind kind;
 	enum tt_flags flags;
+	enum tt_ext ext;
 };
 const struct tt_abi *unused_abi __attribute__((unused));
 
@@ -106,96 +109,106 @@ struct {
 	__type(value, struct tt_cpu_state);
 } cpu_state SEC(".maps");
 
+/* What record() found out before writing: the record's fixed part. */
+struct tt_found {
+	struct tt_tuple t;
+	__u64 pid_tgid;
+	__u16 family;
+	bool task;
+};
+
+/* emit writes one transition record. ext is a constant at each call site,
+ * so the record size is too, as bpf_ringbuf_reserve requires. */
+static __always_inline int emit(struct sock *sk, int oldstate, int newstate,
+				const struct tt_found *f, const __u8 ext)
+{
+	__u64 size = sizeof(struct tt_event) +
+		     (ext & TT_EXT_ADDR6 ? sizeof(struct tt_addr6) : 0) +
+		     (ext & TT_EXT_COMM ? sizeof(struct tt_comm) : 0);
+	struct tt_event *e;
+	__u64 written = 0;
+	__u32 ndrops;
+
+	e = tt_reserve(size, &ndrops, &written);
+	if (!e)
+		return 0;
+	e->ts_ns = bpf_ktime_get_ns();
+	e->skaddr = (__u64)sk;
+	e->pid = f->task ? f->pid_tgid >> 32 : 0;
+	e->netns = f->t.netns;
+	e->drops = ndrops;
+	e->expires = 0;
+	e->sport = f->t.sport;
+	e->dport = f->t.dport;
+	e->cpu = bpf_get_smp_processor_id();
+	e->kind = TT_TRANSITION;
+	e->family = f->family;
+	e->oldstate = oldstate;
+	e->newstate = newstate;
+	/* inet_hash_connect() failed: the socket never got a local port (a
+	 * refused or timed-out connect has one). */
+	e->flags = oldstate == TCP_SYN_SENT && newstate == TCP_CLOSE && f->t.sport == 0 ?
+		   TT_F_CONNECT_FAILED : 0;
+	e->ext = ext;
+	e->_pad = 0;
+	tt_put_addrs(e, &f->t, ext);
+	if (ext & TT_EXT_COMM) {
+		struct tt_comm *c = (void *)(e + 1) +
+				    (ext & TT_EXT_ADDR6 ? sizeof(struct tt_addr6) : 0);
+
+		bpf_get_current_comm(c->comm, sizeof(c->comm));
+	}
+	tt_submit(e, written);
+	return 0;
+}
+
 static __always_inline int record(struct sock *sk, int oldstate, int newstate)
 {
-	struct tt_event *e;
-	__u64 pid_tgid = 0;
-	__u64 written = 0;
-	__u32 netns, ndrops;
-	__u16 family, sport, dport;
-	bool task;
+	struct tt_found f = {};
 
 	/* The tracepoint also fires for SCTP and MPTCP sockets. */
 	if (sk->sk_protocol != IPPROTO_TCP)
 		return 0;
 
-	family = sk->__sk_common.skc_family;
-	if (cfg.family && family != cfg.family)
+	f.family = sk->__sk_common.skc_family;
+	if (cfg.family && f.family != cfg.family)
 		return 0;
-	netns = sk->__sk_common.skc_net.net->ns.inum;
-	if (cfg.netns && netns != cfg.netns)
+	f.t.netns = sk->__sk_common.skc_net.net->ns.inum;
+	if (cfg.netns && f.t.netns != cfg.netns)
 		return 0;
-	sport = sk->__sk_common.skc_num;
+	f.t.sport = sk->__sk_common.skc_num;
 	/* Zero before connect() picks a port and after close releases it; the
 	 * port the socket had is still in inet_sport then (beyond struct sock,
 	 * so read through a cast). */
-	if (sport == 0)
-		sport = bpf_ntohs(tt_cast(sk, struct inet_sock)->inet_sport);
-	dport = bpf_ntohs(sk->__sk_common.skc_dport);
-	if (cfg.port && sport != cfg.port && dport != cfg.port)
+	if (f.t.sport == 0)
+		f.t.sport = bpf_ntohs(tt_cast(sk, struct inet_sock)->inet_sport);
+	f.t.dport = bpf_ntohs(sk->__sk_common.skc_dport);
+	if (cfg.port && f.t.sport != cfg.port && f.t.dport != cfg.port)
 		return 0;
 	/* The current task means something only in the owner's own system
 	 * call (and in a connect() that failed before sending its SYN); in
 	 * softirq it is whoever was interrupted, so it is not even read. */
-	task = in_owner_syscall(oldstate, newstate) ||
-	       (oldstate == TCP_SYN_SENT && newstate == TCP_CLOSE && sport == 0);
-	if (task || cfg.tgid)
-		pid_tgid = bpf_get_current_pid_tgid();
-	if (cfg.tgid && !target_match(sk, pid_tgid >> 32, netns, sport, oldstate, newstate))
-		return 0;
+	f.task = in_owner_syscall(oldstate, newstate) ||
+		 (oldstate == TCP_SYN_SENT && newstate == TCP_CLOSE && f.t.sport == 0);
+	if (f.task || cfg.tgid)
+		f.pid_tgid = bpf_get_current_pid_tgid();
+	tt_fill_tuple(&f.t, &sk->__sk_common, f.family);
+	if (cfg.tgid) {
+		if (!target_match(sk, f.pid_tgid >> 32, f.t.netns, f.t.sport, oldstate, newstate))
+			return 0;
+		/* Remember the target's active closes for the timewait programs. */
+		if (newstate == TCP_FIN_WAIT1) {
+			__u8 one = 1;
 
-	e = tt_reserve(&ndrops, &written);
-	if (!e)
-		return 0;
-	e->ts_ns = bpf_ktime_get_ns();
-	e->skaddr = (__u64)sk;
-	e->pid = task ? pid_tgid >> 32 : 0;
-	e->tid = task ? (__u32)pid_tgid : 0;
-	e->netns = netns;
-	e->drops = ndrops;
-	e->expires = 0;
-	e->sport = sport;
-	e->dport = dport;
-	e->cpu = bpf_get_smp_processor_id();
-	e->kind = TT_TRANSITION;
-	e->family = family;
-	e->oldstate = oldstate;
-	e->newstate = newstate;
-	e->flags = 0;
-	e->_pad = 0;
-	if (family == AF_INET6) {
-		BPF_CORE_READ_INTO(&e->saddr, sk, __sk_common.skc_v6_rcv_saddr);
-		BPF_CORE_READ_INTO(&e->daddr, sk, __sk_common.skc_v6_daddr);
-	} else {
-		__builtin_memset(e->saddr, 0, sizeof(e->saddr));
-		__builtin_memset(e->daddr, 0, sizeof(e->daddr));
-		*(__u32 *)e->saddr = sk->__sk_common.skc_rcv_saddr;
-		*(__u32 *)e->daddr = sk->__sk_common.skc_daddr;
-	}
-	/* inet_hash_connect() failed: the socket never got a local port (a
-	 * refused or timed-out connect has one). */
-	if (oldstate == TCP_SYN_SENT && newstate == TCP_CLOSE && sport == 0)
-		e->flags = TT_F_CONNECT_FAILED;
-	if (task)
-		bpf_get_current_comm(e->comm, sizeof(e->comm));
-	else
-		__builtin_memset(e->comm, 0, sizeof(e->comm));
-
-	/* Remember the target's active closes for the timewait programs. */
-	if (cfg.tgid && newstate == TCP_FIN_WAIT1) {
-		struct tt_tuple t = {};
-		__u8 one = 1;
-
-		__builtin_memcpy(t.saddr, e->saddr, sizeof(t.saddr));
-		__builtin_memcpy(t.daddr, e->daddr, sizeof(t.daddr));
-		t.netns = netns;
-		t.sport = sport;
-		t.dport = dport;
-		bpf_map_update_elem(&target_tuples, &t, &one, BPF_ANY);
+			bpf_map_update_elem(&target_tuples, &f.t, &one, BPF_ANY);
+		}
 	}
 
-	tt_submit(e, written);
-	return 0;
+	if (f.family == AF_INET6)
+		return f.task ? emit(sk, oldstate, newstate, &f, TT_EXT_ADDR6 | TT_EXT_COMM)
+			      : emit(sk, oldstate, newstate, &f, TT_EXT_ADDR6);
+	return f.task ? emit(sk, oldstate, newstate, &f, TT_EXT_COMM)
+		      : emit(sk, oldstate, newstate, &f, 0);
 }
 
 SEC("tp_btf/inet_sock_set_state")

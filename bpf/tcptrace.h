@@ -30,17 +30,29 @@ enum tt_flags {
 	TT_F_CONNECT_FAILED = 1,
 };
 
-/* One record in the ring buffer: 96 bytes, no implicit padding. */
+/* Which optional parts follow struct tt_event in a record, in this order. */
+enum tt_ext {
+	/* struct tt_addr6: the socket is IPv6. */
+	TT_EXT_ADDR6 = 1,
+	/* struct tt_comm: the transition ran in the owner's own system call,
+	 * so the current task's name means something (pid is set then too). */
+	TT_EXT_COMM = 2,
+};
+
+/* One record in the ring buffer: 56 bytes, no implicit padding, followed
+ * by the parts ext names. With the ring buffer's 8-byte header, the common
+ * record (IPv4, no comm) is exactly one 64-byte cache line: the kernel
+ * writes and the reader reads half the memory a fixed 104-byte record
+ * took, and memory is most of what a record costs. */
 struct tt_event {
 	__u64 ts_ns;     /* bpf_ktime_get_ns(): CLOCK_MONOTONIC */
 	__u64 skaddr;    /* struct sock * or struct inet_timewait_sock * */
-	__u32 pid;       /* tgid of the current task; see event.ProcessContext */
-	__u32 tid;       /* its thread id */
+	__u32 pid;       /* tgid of the current task, with TT_EXT_COMM; else 0 */
 	__u32 netns;     /* inode of the socket's network namespace */
 	__u32 drops;     /* records this CPU failed to reserve so far */
 	__u32 expires;   /* TT_TIMER_START: jiffies until the timer fires */
-	__u8 saddr[16];  /* local address; IPv4 in the first 4 bytes */
-	__u8 daddr[16];  /* remote address */
+	__u32 saddr;     /* IPv4 local address (network order); 0 for IPv6 */
+	__u32 daddr;     /* IPv4 remote address */
 	__u16 sport;     /* local port, host byte order */
 	__u16 dport;     /* remote port, host byte order */
 	__u16 cpu;       /* CPU that wrote the record */
@@ -50,12 +62,21 @@ struct tt_event {
 	__u8 newstate;   /* TT_TRANSITION: state entered; timer records: the
 	                  * mini-socket's substate (TIME_WAIT or FIN_WAIT2) */
 	__u8 flags;      /* enum tt_flags */
-	__u8 _pad;
+	__u8 ext;        /* enum tt_ext: the parts that follow */
+	__u32 _pad;
+};
+
+/* TT_EXT_ADDR6 */
+struct tt_addr6 {
+	__u8 saddr[16];  /* local address */
+	__u8 daddr[16];  /* remote address */
+};
+
+/* TT_EXT_COMM */
+struct tt_comm {
 	char comm[16];   /* comm of the current task */
 };
 
-/* Set by userspace before load (a volatile const in each program), so
- * disabled filters cost one predictable branch. Zero means "no filter". */
 struct tt_config {
 	__u64 tw_handler;   /* address of tw_timer_handler, from /proc/kallsyms */
 	__u32 netns;        /* trace only this network namespace inode */

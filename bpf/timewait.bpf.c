@@ -22,68 +22,76 @@ static __always_inline struct inet_timewait_sock *tw_of(struct timer_list *timer
 		       struct inet_timewait_sock);
 }
 
-static __always_inline int emit_tw(struct timer_list *timer, __u8 kind)
+/* What emit_tw found out before writing. */
+struct tt_tw {
+	struct tt_tuple t;
+	__u16 family;
+	__u8 substate;
+};
+
+/* write_tw writes one timer record; ext is a constant at each call site. */
+static __always_inline void write_tw(struct inet_timewait_sock *tw, struct timer_list *timer,
+				     __u8 kind, const struct tt_tw *w, const __u8 ext)
 {
-	struct inet_timewait_sock *tw = tw_of(timer);
-	struct sock_common *c = &tw->__tw_common;
-	struct tt_tuple t = {};
+	__u64 size = sizeof(struct tt_event) + (ext & TT_EXT_ADDR6 ? sizeof(struct tt_addr6) : 0);
 	struct tt_event *e;
 	__u64 written = 0;
-	__u32 netns, ndrops;
-	__u16 family, sport, dport;
+	__u32 ndrops;
 
-	family = c->skc_family;
-	if (cfg.family && family != cfg.family)
-		return 0;
-	netns = c->skc_net.net->ns.inum;
-	if (cfg.netns && netns != cfg.netns)
-		return 0;
-	sport = c->skc_num;
-	dport = bpf_ntohs(c->skc_dport);
-	if (cfg.port && sport != cfg.port && dport != cfg.port)
-		return 0;
-
-	/* The 4-tuple goes to the stack first: the pid filter needs it before
-	 * a record is reserved. */
-	if (family == AF_INET6) {
-		__builtin_memcpy(t.saddr, &c->skc_v6_rcv_saddr, sizeof(t.saddr));
-		__builtin_memcpy(t.daddr, &c->skc_v6_daddr, sizeof(t.daddr));
-	} else {
-		*(__u32 *)t.saddr = c->skc_rcv_saddr;
-		*(__u32 *)t.daddr = c->skc_daddr;
-	}
-	t.netns = netns;
-	t.sport = sport;
-	t.dport = dport;
-	if (cfg.tgid && !bpf_map_lookup_elem(&target_tuples, &t))
-		return 0;
-
-	e = tt_reserve(&ndrops, &written);
+	e = tt_reserve(size, &ndrops, &written);
 	if (!e)
-		return 0;
-	__builtin_memcpy(e->saddr, t.saddr, sizeof(e->saddr));
-	__builtin_memcpy(e->daddr, t.daddr, sizeof(e->daddr));
+		return;
 	e->ts_ns = bpf_ktime_get_ns();
 	e->skaddr = (__u64)tw;
 	/* Timers run in softirq: the current task means nothing here. */
 	e->pid = 0;
-	e->tid = 0;
-	__builtin_memset(e->comm, 0, sizeof(e->comm));
-	e->netns = netns;
+	e->netns = w->t.netns;
 	e->drops = ndrops;
 	e->expires = 0;
 	if (kind == TT_TIMER_START)
 		e->expires = timer->expires - bpf_jiffies64();
-	e->sport = sport;
-	e->dport = dport;
+	e->sport = w->t.sport;
+	e->dport = w->t.dport;
 	e->cpu = bpf_get_smp_processor_id();
 	e->kind = kind;
-	e->family = family;
+	e->family = w->family;
 	e->oldstate = 0;
-	e->newstate = tw->tw_substate;
+	e->newstate = w->substate;
 	e->flags = 0;
+	e->ext = ext;
 	e->_pad = 0;
+	tt_put_addrs(e, &w->t, ext);
 	tt_submit(e, written);
+}
+
+static __always_inline int emit_tw(struct timer_list *timer, __u8 kind)
+{
+	struct inet_timewait_sock *tw = tw_of(timer);
+	struct sock_common *c = &tw->__tw_common;
+	struct tt_tw w = {};
+
+	w.family = c->skc_family;
+	if (cfg.family && w.family != cfg.family)
+		return 0;
+	w.t.netns = c->skc_net.net->ns.inum;
+	if (cfg.netns && w.t.netns != cfg.netns)
+		return 0;
+	w.t.sport = c->skc_num;
+	w.t.dport = bpf_ntohs(c->skc_dport);
+	if (cfg.port && w.t.sport != cfg.port && w.t.dport != cfg.port)
+		return 0;
+
+	/* The 4-tuple goes to the stack first: the pid filter needs it before
+	 * a record is reserved. */
+	tt_fill_tuple(&w.t, c, w.family);
+	if (cfg.tgid && !bpf_map_lookup_elem(&target_tuples, &w.t))
+		return 0;
+	w.substate = tw->tw_substate;
+
+	if (w.family == AF_INET6)
+		write_tw(tw, timer, kind, &w, TT_EXT_ADDR6);
+	else
+		write_tw(tw, timer, kind, &w, 0);
 	return 0;
 }
 

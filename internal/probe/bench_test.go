@@ -11,8 +11,16 @@ import (
 )
 
 // encode is Decode's inverse, for tests: the record the kernel would write.
+// A record carries a comm when ev has one.
 func encode(ev *event.Event) []byte {
-	b := make([]byte, RecordSize)
+	var ext byte
+	if ev.Family == event.IPv6 {
+		ext |= byte(sockstateTtExtTT_EXT_ADDR6)
+	}
+	if ev.Comm != [16]byte{} {
+		ext |= byte(sockstateTtExtTT_EXT_COMM)
+	}
+	b := make([]byte, recordSize(ext))
 	le := binary.LittleEndian
 	le.PutUint64(b[offTs:], ev.TimeNs)
 	le.PutUint64(b[offSk:], ev.Sock)
@@ -20,16 +28,15 @@ func encode(ev *event.Event) []byte {
 	le.PutUint32(b[offNetns:], ev.NetNS)
 	le.PutUint32(b[offDrops:], ev.Drops)
 	le.PutUint32(b[offExpires:], ev.ExpiresTicks)
-	src, dst := ev.Local.Addr().As16(), ev.Remote.Addr().As16()
-	if ev.Family == event.IPv4 {
-		s4, d4 := ev.Local.Addr().As4(), ev.Remote.Addr().As4()
-		copy(src[:], s4[:])
-		copy(dst[:], d4[:])
-		clear(src[4:])
-		clear(dst[4:])
+	if ev.Family == event.IPv6 {
+		src, dst := ev.Local.Addr().As16(), ev.Remote.Addr().As16()
+		copy(b[RecordSize+int(off6Saddr):], src[:])
+		copy(b[RecordSize+int(off6Daddr):], dst[:])
+	} else {
+		src, dst := ev.Local.Addr().As4(), ev.Remote.Addr().As4()
+		copy(b[offSaddr:], src[:])
+		copy(b[offDaddr:], dst[:])
 	}
-	copy(b[offSaddr:], src[:])
-	copy(b[offDaddr:], dst[:])
 	le.PutUint16(b[offSport:], ev.Local.Port())
 	le.PutUint16(b[offDport:], ev.Remote.Port())
 	le.PutUint16(b[offCPU:], ev.CPU)
@@ -38,7 +45,10 @@ func encode(ev *event.Event) []byte {
 	b[offFamily] = byte(ev.Family)
 	b[offOld] = byte(ev.OldState)
 	b[offNew] = byte(ev.NewState)
-	copy(b[offComm:offComm+16], ev.Comm[:])
+	b[offExt] = ext
+	if ext&byte(sockstateTtExtTT_EXT_COMM) != 0 {
+		copy(b[len(b)-commSize:], ev.Comm[:])
+	}
 	return b
 }
 
@@ -52,9 +62,13 @@ func churnRecords(n int) [][]byte {
 	var ts uint64 = 1e9
 	add := func(kind event.Kind, sock uint64, old, new event.State, l, r netip.AddrPort) {
 		ts += 3000
-		e := event.Event{Kind: kind, TimeNs: ts, Sock: sock, PID: 4242, NetNS: 4026531840, Family: event.IPv4,
+		e := event.Event{Kind: kind, TimeNs: ts, Sock: sock, NetNS: 4026531840, Family: event.IPv4,
 			OldState: old, NewState: new, Local: l, Remote: r, CPU: uint16(sock & 1)}
-		copy(e.Comm[:], "tcpchurn")
+		// As the kernel side does: the task only in the owner's system call.
+		if kind == event.Transition && event.ProcessContext(old, new) {
+			e.PID = 4242
+			copy(e.Comm[:], "tcpchurn")
+		}
 		if kind == event.TimerStart {
 			e.ExpiresTicks = 15000
 		}

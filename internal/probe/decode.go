@@ -9,8 +9,15 @@ import (
 	"github.com/tcptrace/tcptrace/internal/event"
 )
 
-// RecordSize is the size of one ring buffer record (struct tt_event).
+// RecordSize is the size of a record's fixed part (struct tt_event); the
+// parts its ext field names follow it.
 const RecordSize = int(unsafe.Sizeof(sockstateTtEvent{}))
+
+// Sizes of the optional parts (struct tt_addr6, struct tt_comm).
+const (
+	addr6Size = int(unsafe.Sizeof(sockstateTtAddr6{}))
+	commSize  = int(unsafe.Sizeof(sockstateTtComm{}))
+)
 
 // Field offsets in struct tt_event, taken from the generated type so that a
 // change to bpf/tcptrace.h that is not followed here fails to compile or
@@ -32,17 +39,37 @@ var (
 	offOld     = unsafe.Offsetof(sockstateTtEvent{}.Oldstate)
 	offNew     = unsafe.Offsetof(sockstateTtEvent{}.Newstate)
 	offFlags   = unsafe.Offsetof(sockstateTtEvent{}.Flags)
-	offComm    = unsafe.Offsetof(sockstateTtEvent{}.Comm)
+	offExt     = unsafe.Offsetof(sockstateTtEvent{}.Ext)
+	off6Saddr  = unsafe.Offsetof(sockstateTtAddr6{}.Saddr)
+	off6Daddr  = unsafe.Offsetof(sockstateTtAddr6{}.Daddr)
 )
 
+// recordSize is the size of a record whose ext field is ext.
+func recordSize(ext byte) int {
+	n := RecordSize
+	if sockstateTtExt(ext)&sockstateTtExtTT_EXT_ADDR6 != 0 {
+		n += addr6Size
+	}
+	if sockstateTtExt(ext)&sockstateTtExtTT_EXT_COMM != 0 {
+		n += commSize
+	}
+	return n
+}
+
 // Decode converts one raw record into ev. It rejects records of the wrong
-// size or kind, so corrupt input gives an error, never a panic. It does
-// not allocate.
+// size, kind or family, so corrupt input gives an error, never a panic. It
+// does not allocate.
 func Decode(b []byte, ev *event.Event) error {
 	if len(b) < RecordSize {
-		return fmt.Errorf("record of %d bytes, want %d", len(b), RecordSize)
+		return fmt.Errorf("record of %d bytes, want at least %d", len(b), RecordSize)
 	}
-	b = b[:RecordSize]
+	ext := b[offExt]
+	if ext&^byte(sockstateTtExtTT_EXT_ADDR6|sockstateTtExtTT_EXT_COMM) != 0 {
+		return fmt.Errorf("record with unknown parts %#x", ext)
+	}
+	if n := recordSize(ext); len(b) != n {
+		return fmt.Errorf("record of %d bytes, want %d for parts %#x", len(b), n, ext)
+	}
 	le := binary.LittleEndian
 	*ev = event.Event{} // the caller reuses ev: nothing may carry over
 
@@ -60,16 +87,18 @@ func Decode(b []byte, ev *event.Event) error {
 		return fmt.Errorf("record of unknown kind %d", kind)
 	}
 	ev.Family = event.Family(b[offFamily])
+	v6 := sockstateTtExt(ext)&sockstateTtExtTT_EXT_ADDR6 != 0
 	var src, dst netip.Addr
-	switch ev.Family {
-	case event.IPv4:
+	switch {
+	case ev.Family == event.IPv4 && !v6:
 		src = netip.AddrFrom4([4]byte(b[offSaddr : offSaddr+4]))
 		dst = netip.AddrFrom4([4]byte(b[offDaddr : offDaddr+4]))
-	case event.IPv6:
-		src = netip.AddrFrom16([16]byte(b[offSaddr : offSaddr+16]))
-		dst = netip.AddrFrom16([16]byte(b[offDaddr : offDaddr+16]))
+	case ev.Family == event.IPv6 && v6:
+		a := b[RecordSize:]
+		src = netip.AddrFrom16([16]byte(a[off6Saddr : off6Saddr+16]))
+		dst = netip.AddrFrom16([16]byte(a[off6Daddr : off6Daddr+16]))
 	default:
-		return fmt.Errorf("record of unknown address family %d", ev.Family)
+		return fmt.Errorf("record of address family %d with parts %#x", ev.Family, ext)
 	}
 	ev.Local = netip.AddrPortFrom(src, le.Uint16(b[offSport:]))
 	ev.Remote = netip.AddrPortFrom(dst, le.Uint16(b[offDport:]))
@@ -82,7 +111,9 @@ func Decode(b []byte, ev *event.Event) error {
 	ev.TimeNs = le.Uint64(b[offTs:])
 	ev.Sock = le.Uint64(b[offSk:])
 	ev.PID = le.Uint32(b[offPid:])
-	copy(ev.Comm[:], b[offComm:offComm+16])
+	if sockstateTtExt(ext)&sockstateTtExtTT_EXT_COMM != 0 {
+		copy(ev.Comm[:], b[len(b)-commSize:])
+	}
 	ev.NetNS = le.Uint32(b[offNetns:])
 	ev.Drops = le.Uint32(b[offDrops:])
 	ev.ExpiresTicks = le.Uint32(b[offExpires:])

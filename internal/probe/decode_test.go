@@ -10,17 +10,17 @@ import (
 )
 
 // A record as the kernel writes it, field by field (little endian), for
-// a transition of an IPv4 socket 127.0.0.1:40000 -> 127.0.0.1:8080.
+// a transition of an IPv4 socket 127.0.0.1:40000 -> 127.0.0.1:8080 in its
+// owner's close(), so with the comm part.
 var goldenRecord = strings.Join([]string{
 	"00ca9a3b00000000",                 // ts_ns = 1e9
 	"0080a10281888fff",                 // skaddr = 0xffff8f888102a18000
 	"39300000",                         // pid = 12345
-	"3a300000",                         // tid = 12346
 	"000000f0",                         // netns = 4026531840
 	"02000000",                         // drops = 2
 	"00000000",                         // expires
-	"7f000001000000000000000000000000", // saddr
-	"7f000001000000000000000000000000", // daddr
+	"7f000001",                         // saddr
+	"7f000001",                         // daddr
 	"409c",                             // sport = 40000
 	"901f",                             // dport = 8080
 	"0100",                             // cpu = 1
@@ -29,15 +29,17 @@ var goldenRecord = strings.Join([]string{
 	"01",                               // oldstate = ESTABLISHED
 	"04",                               // newstate = FIN_WAIT1
 	"00",                               // flags
-	"00",                               // pad
+	"02",                               // ext = TT_EXT_COMM
+	"00000000",                         // pad
 	"6375726c000000000000000000000000", // comm = "curl"
 }, "")
 
 func TestRecordSize(t *testing.T) {
-	if RecordSize != 96 {
-		t.Fatalf("struct tt_event is %d bytes, want 96 (bpf/tcptrace.h)", RecordSize)
+	// 56 bytes plus the ring buffer's 8-byte header: one cache line.
+	if RecordSize != 56 || addr6Size != 32 || commSize != 16 {
+		t.Fatalf("struct tt_event is %d bytes, tt_addr6 %d, tt_comm %d; want 56, 32, 16 (bpf/tcptrace.h)", RecordSize, addr6Size, commSize)
 	}
-	if len(goldenRecord)/2 != RecordSize {
+	if len(goldenRecord)/2 != RecordSize+commSize {
 		t.Fatalf("golden record is %d bytes", len(goldenRecord)/2)
 	}
 }
@@ -62,17 +64,43 @@ func TestDecodeGolden(t *testing.T) {
 		t.Errorf("decoded\n%+v\nwant\n%+v", ev, want)
 	}
 
-	// IPv6 and a timer record.
-	b[offFamily] = 10
-	b[offKind] = 2
-	copy(b[offSaddr:], netip.MustParseAddr("::1").AsSlice())
-	b[offExpires] = 0x98
-	b[offExpires+1] = 0x3a // 15000 jiffies
-	if err := Decode(b, &ev); err != nil {
+	// The common record: no comm, one cache line with its header.
+	short := append([]byte(nil), b[:RecordSize]...)
+	short[offExt] = 0
+	if err := Decode(short, &ev); err != nil {
 		t.Fatal(err)
 	}
-	if ev.Kind != event.TimerStart || ev.Local.Addr() != netip.MustParseAddr("::1") || ev.ExpiresTicks != 15000 {
+	if ev.Comm != [16]byte{} || ev.Local != want.Local {
 		t.Errorf("decoded %+v", ev)
+	}
+
+	// An IPv6 timer record: the addresses follow the fixed part.
+	v6 := make([]byte, RecordSize+addr6Size)
+	copy(v6, b[:RecordSize])
+	v6[offFamily] = 10
+	v6[offKind] = 2
+	v6[offExt] = 1
+	clear(v6[offSaddr : offDaddr+4]) // the kernel leaves the IPv4 fields 0
+	copy(v6[RecordSize:], netip.MustParseAddr("::1").AsSlice())
+	copy(v6[RecordSize+16:], netip.MustParseAddr("fe80::2").AsSlice())
+	v6[offExpires] = 0x98
+	v6[offExpires+1] = 0x3a // 15000 jiffies
+	if err := Decode(v6, &ev); err != nil {
+		t.Fatal(err)
+	}
+	if ev.Kind != event.TimerStart || ev.Local != netip.MustParseAddrPort("[::1]:40000") ||
+		ev.Remote != netip.MustParseAddrPort("[fe80::2]:8080") || ev.ExpiresTicks != 15000 {
+		t.Errorf("decoded %+v", ev)
+	}
+
+	// encode, the tests' record writer, agrees with Decode both ways.
+	for _, rec := range [][]byte{b, short, v6} {
+		if err := Decode(rec, &ev); err != nil {
+			t.Fatal(err)
+		}
+		if got := encode(&ev); hex.EncodeToString(got) != hex.EncodeToString(rec) {
+			t.Errorf("encode(Decode(%x))\n= %x", rec, got)
+		}
 	}
 }
 
@@ -80,10 +108,21 @@ func TestDecodeRejects(t *testing.T) {
 	b, _ := hex.DecodeString(goldenRecord)
 	var ev event.Event
 	for name, mutate := range map[string]func([]byte) []byte{
-		"short":      func(b []byte) []byte { return b[:40] },
-		"empty":      func(b []byte) []byte { return nil },
-		"bad kind":   func(b []byte) []byte { b[offKind] = 9; return b },
-		"bad family": func(b []byte) []byte { b[offFamily] = 1; return b },
+		"short":          func(b []byte) []byte { return b[:40] },
+		"empty":          func(b []byte) []byte { return nil },
+		"comm missing":   func(b []byte) []byte { return b[:RecordSize] },
+		"trailing bytes": func(b []byte) []byte { return append(b, 0, 0, 0, 0, 0, 0, 0, 0) },
+		"unknown part":   func(b []byte) []byte { b[offExt] |= 4; return b },
+		"bad kind":       func(b []byte) []byte { b[offKind] = 9; return b },
+		"bad family":     func(b []byte) []byte { b[offFamily] = 1; return b },
+		"v6 without addresses": func(b []byte) []byte {
+			b[offFamily] = 10
+			return b
+		},
+		"v4 with v6 addresses": func(b []byte) []byte {
+			b[offExt] = 1 | 2
+			return append(b, make([]byte, addr6Size)...)
+		},
 	} {
 		c := append([]byte(nil), b...)
 		if err := Decode(mutate(c), &ev); err == nil {

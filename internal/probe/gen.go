@@ -5,5 +5,5 @@ package probe
 // reproduce the committed files byte for byte.
 //
 // sockstate owns the ABI types (-type); timewait shares its maps.
-//go:generate go tool bpf2go -cc clang-19 -strip llvm-strip-19 -target bpfel -cflags "-O2 -g -Wall -Werror -mcpu=v3 -I../../bpf" -type tt_event -type tt_kind -type tt_flags sockstate ../../bpf/sockstate.bpf.c
+//go:generate go tool bpf2go -cc clang-19 -strip llvm-strip-19 -target bpfel -cflags "-O2 -g -Wall -Werror -mcpu=v3 -I../../bpf" -type tt_event -type tt_addr6 -type tt_comm -type tt_kind -type tt_flags -type tt_ext sockstate ../../bpf/sockstate.bpf.c
 //go:generate go tool bpf2go -cc clang-19 -strip llvm-strip-19 -target bpfel -cflags "-O2 -g -Wall -Werror -mcpu=v3 -I../../bpf" -no-global-types timewait ../../bpf/timewait.bpf.c

@@ -13,6 +13,17 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type sockstateTtAddr6 struct {
+	_     structs.HostLayout
+	Saddr [16]uint8
+	Daddr [16]uint8
+}
+
+type sockstateTtComm struct {
+	_    structs.HostLayout
+	Comm [16]int8
+}
+
 type sockstateTtConfig struct {
 	_           structs.HostLayout
 	TwHandler   uint64
@@ -46,12 +57,11 @@ type sockstateTtEvent struct {
 	TsNs     uint64
 	Skaddr   uint64
 	Pid      uint32
-	Tid      uint32
 	Netns    uint32
 	Drops    uint32
 	Expires  uint32
-	Saddr    [16]uint8
-	Daddr    [16]uint8
+	Saddr    uint32
+	Daddr    uint32
 	Sport    uint16
 	Dport    uint16
 	Cpu      uint16
@@ -60,9 +70,16 @@ type sockstateTtEvent struct {
 	Oldstate uint8
 	Newstate uint8
 	Flags    uint8
-	Pad      uint8
-	Comm     [16]int8
+	Ext      uint8
+	Pad      uint32
 }
+
+type sockstateTtExt uint32
+
+const (
+	sockstateTtExtTT_EXT_ADDR6 sockstateTtExt = 1
+	sockstateTtExtTT_EXT_COMM  sockstateTtExt = 2
+)
 
 type sockstateTtFlags uint32
 
