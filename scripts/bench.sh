@@ -42,6 +42,21 @@ trap cleanup EXIT INT TERM
 # json FILE KEY: a number from a one-line JSON object.
 json() { sed -n "s/.*\"$2\":\([0-9.]*\).*/\1/p" "$1" | tail -1; }
 
+# settle waits (up to 2 s) until no socket in the namespace is half way
+# through a handshake or a close. The kernel may finish a connection after
+# tcpchurn has exited: under load, softirq work that did not fit in the
+# syscall runs later in ksoftirqd, e.g. the ACK that takes the client from
+# LAST_ACK to CLOSE. Stopping the tracer before then would miss
+# transitions that did happen.
+settle() {
+	i=0
+	while [ $i -lt 40 ] && [ -n "$(ip netns exec "$ns" ss -Htan state syn-sent state syn-recv \
+		state fin-wait-1 state closing state last-ack)" ]; do
+		sleep 0.05
+		i=$((i + 1))
+	done
+}
+
 run() { # run MODE ROUND
 	mode=$1
 	ns="tcptrace-bench-$$-$2-$mode"
@@ -64,6 +79,7 @@ run() { # run MODE ROUND
 			if [ $i -gt 200 ]; then echo "bench.sh: tcptrace did not start:" >&2; cat "$out.err" >&2; exit 1; fi
 		done
 		ip netns exec "$ns" ./tcpchurn -n "$N" -c "$C" --close "$CLOSE" -o json >"$out.churn"
+		settle
 		# GNU time ignores SIGINT: signal tcptrace, its child.
 		pkill -INT -P "$tpid"
 		wait "$tpid" || true
@@ -109,7 +125,7 @@ for f in "$work"/tcptrace.*.report; do
 	d=$(tail -1 "$f" | sed -n 's/.*"dropped":\([0-9]*\).*/\1/p')
 	expected=$((expected + e)) accounted=$((accounted + a)) drops=$((drops + d))
 	if [ "$a" != "$e" ]; then
-		echo "  ${r##*/}: $e transitions expected, $a accounted, $d dropped" >&2
+		echo "  ${r##*/}: $e transitions expected, $a accounted, $d dropped; the report's loss: $(tail -1 "$f" | sed -n 's/.*"loss":\({[^}]*}\).*/\1/p')" >&2
 	fi
 	set -- $(cat "$r.time")
 	cpu=$(echo "$cpu $1 $2" | awk '{printf "%.2f", $1 + $2 + $3}')
