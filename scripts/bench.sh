@@ -140,4 +140,9 @@ for mode in $MODES; do
 done
 printf '\ntcptrace: %d transitions expected, %d accounted, %d dropped; %.2f CPU s per run, peak RSS %d MiB\n' \
 	"$expected" "$accounted" "$drops" "$(echo "$cpu $runs" | awk '{print $1/$2}')" $((rss / 1024))
+# The machine's speed drifts between rounds; the ratio within each round
+# cancels most of that drift. Shown beside the ratio of the medians, so one
+# lucky or unlucky round cannot pass for the answer.
+paste -d' ' "$work/tcptrace.rates" "$work/untraced.rates" | awk '{printf "%.3f\n", $1/$2}' >"$work/pairs"
+echo "tcptrace/untraced per round: $(tr '\n' ' ' <"$work/pairs")(median $(sort -n "$work/pairs" | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'))"
 echo "tcptrace/untraced median ratio: $(echo "$(median "$work/tcptrace.rates") $base" | awk '{printf "%.3f", $1/$2}')"
