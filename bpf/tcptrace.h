@@ -40,10 +40,10 @@ enum tt_ext {
 };
 
 /* One record in the ring buffer: 56 bytes, no implicit padding, followed
- * by the parts ext names. With the ring buffer's 8-byte header, the common
- * record (IPv4, no comm) is exactly one 64-byte cache line: the kernel
- * writes and the reader reads half the memory a fixed 104-byte record
- * took, and memory is most of what a record costs. */
+ * by the parts ext names. With the ring buffer's 8-byte header the common
+ * record (IPv4, no comm) takes 64 bytes, a cache line's worth: the kernel
+ * writes and the reader reads about half the memory a fixed 96-byte
+ * record took. */
 struct tt_event {
 	__u64 ts_ns;     /* bpf_ktime_get_ns(): CLOCK_MONOTONIC */
 	__u64 skaddr;    /* struct sock * or struct inet_timewait_sock * */
