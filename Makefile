@@ -9,7 +9,7 @@ CLANG_VERSION := 19.1.7
 # tcptrace needs root: run it through sudo unless already root.
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help build run test test-unit generate check-generate bench progcost fuzz vet clean
+.PHONY: help build run test test-unit generate check-generate bench breakdown progcost fuzz vet clean
 
 help: ## Show the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -41,6 +41,9 @@ check-generate: generate ## Fail if the committed BPF objects are not what bpf/ 
 
 bench: build ## Benchmark: tcptrace vs untraced vs tcpstates on a loopback storm
 	scripts/bench.sh
+
+breakdown: build ## Where tcptrace's cost goes: builds with parts switched off vs untraced
+	MODES="untraced tcptrace no-timer-start no-timers idle idle-no-timers" N=$${N:-40000} PAIRS=$${PAIRS:-10} scripts/bench.sh
 
 progcost: build ## Kernel time per BPF program during a loopback storm (bpf_stats)
 	scripts/progcost.sh

@@ -25,7 +25,9 @@ extern void *bpf_rdonly_cast(const void *obj, __u32 btf_id) __ksym;
 #define tt_cast(ptr, type) \
 	((type *)bpf_rdonly_cast((const void *)(ptr), bpf_core_type_id_kernel(type)))
 
-/* Filters and constants, written by userspace before load. */
+/* Filters and constants, written by userspace before load. A filter that
+ * is off costs one load from this (hot) read-only map and a branch that is
+ * always predicted right. */
 volatile const struct tt_config cfg = {};
 
 /* Every record goes here; userspace (internal/probe) reads it

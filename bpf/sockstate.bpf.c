@@ -215,7 +215,11 @@ SEC("tp_btf/inet_sock_set_state")
 int BPF_PROG(on_set_state, struct sock *sk, int oldstate, int newstate)
 {
 	__u32 zero = 0;
-	struct tt_cpu_state *c = bpf_map_lookup_elem(&cpu_state, &zero);
+	struct tt_cpu_state *c;
+
+	if (cfg.idle)
+		return 0;
+	c = bpf_map_lookup_elem(&cpu_state, &zero);
 
 	/* Running inside on_set_state_nested (an interrupt arrived while it
 	 * checked): leave its view of the recent transitions alone. */
@@ -240,10 +244,13 @@ SEC("tp_btf/inet_sock_set_state")
 int BPF_PROG(on_set_state_nested, struct sock *sk, int oldstate, int newstate)
 {
 	__u32 zero = 0;
-	struct tt_cpu_state *c = bpf_map_lookup_elem(&cpu_state, &zero);
+	struct tt_cpu_state *c;
 	__u64 states = (__u64)oldstate << 8 | newstate;
 	bool found = false;
 
+	if (cfg.idle)
+		return 0;
+	c = bpf_map_lookup_elem(&cpu_state, &zero);
 	if (!c)
 		return 0;
 	c->nested_busy = 1;

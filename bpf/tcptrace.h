@@ -84,6 +84,8 @@ struct tt_config {
 	__u32 wakeup_bytes; /* wake the reader once this much data is waiting */
 	__u16 port;         /* trace only sockets with this local or remote port */
 	__u16 family;       /* trace only AF_INET or AF_INET6 */
+	__u32 idle;         /* measuring tcptrace's own cost: every program
+	                     * returns at once (scripts/breakdown.sh) */
 };
 
 #endif /* TCPTRACE_H */

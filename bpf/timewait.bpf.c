@@ -98,7 +98,7 @@ static __always_inline int emit_tw(struct timer_list *timer, __u8 kind)
 SEC("tp_btf/timer_start")
 int BPF_PROG(on_timer_start, struct timer_list *timer, unsigned long bucket_expiry)
 {
-	if ((unsigned long)timer->function != cfg.tw_handler)
+	if (cfg.idle || (unsigned long)timer->function != cfg.tw_handler)
 		return 0;
 	return emit_tw(timer, TT_TIMER_START);
 }
@@ -106,7 +106,7 @@ int BPF_PROG(on_timer_start, struct timer_list *timer, unsigned long bucket_expi
 SEC("tp_btf/timer_cancel")
 int BPF_PROG(on_timer_cancel, struct timer_list *timer)
 {
-	if ((unsigned long)timer->function != cfg.tw_handler)
+	if (cfg.idle || (unsigned long)timer->function != cfg.tw_handler)
 		return 0;
 	return emit_tw(timer, TT_TIMER_CANCEL);
 }
@@ -114,7 +114,7 @@ int BPF_PROG(on_timer_cancel, struct timer_list *timer)
 SEC("tp_btf/timer_expire_entry")
 int BPF_PROG(on_timer_expire, struct timer_list *timer, unsigned long baseclk)
 {
-	if ((unsigned long)timer->function != cfg.tw_handler)
+	if (cfg.idle || (unsigned long)timer->function != cfg.tw_handler)
 		return 0;
 	return emit_tw(timer, TT_TIMER_EXPIRE);
 }

@@ -9,6 +9,15 @@
 #
 # Needs root, ./tcptrace and ./tcpchurn (make build), GNU time, and
 # tcpstates (installed from Debian's libbpf-tools when missing).
+#
+# Besides untraced, tcptrace and tcpstates, MODES takes builds of tcptrace
+# with parts switched off, to show where its cost goes (make breakdown):
+#   no-timer-start   without the timer_start program
+#   no-timers        without any timer program (no TIME_WAIT tracking)
+#   idle             every program attached, returning at once
+#   idle-no-timers   only the two transition programs, returning at once
+# These lose events by design; only the tcptrace mode is checked for
+# accounting.
 set -eu
 
 N=${N:-20000}          # connections per run
@@ -18,6 +27,11 @@ CLOSE=${CLOSE:-server} # who closes first
 MODES=${MODES:-"untraced tcptrace tcpstates"}
 
 cd "$(dirname "$0")/.."
+case " $MODES " in *" untraced "*) ;; *)
+	echo "bench.sh: MODES must include untraced, the baseline" >&2
+	exit 2
+	;;
+esac
 if [ "$(id -u)" != 0 ]; then
 	echo "bench.sh: needs root (it loads BPF programs and creates network namespaces): sudo make bench" >&2
 	exit 1
@@ -67,10 +81,18 @@ run() { # run MODE ROUND
 	untraced)
 		ip netns exec "$ns" ./tcpchurn -n "$N" -c "$C" --close "$CLOSE" -o json >"$out.churn"
 		;;
-	tcptrace)
+	tcptrace | no-timer-start | no-timers | idle | idle-no-timers)
+		case "$mode" in
+		tcptrace) dev="" ;;
+		no-timer-start) dev="--dev-skip timer_start" ;;
+		no-timers) dev="--dev-skip timer_start,timer_cancel,timer_expire" ;;
+		idle) dev="--dev-idle" ;;
+		idle-no-timers) dev="--dev-idle --dev-skip timer_start,timer_cancel,timer_expire" ;;
+		esac
 		rm -f "$work/ready"
+		# shellcheck disable=SC2086 # $dev is a list of flags
 		ip netns exec "$ns" /usr/bin/time -f '%U %S %M' -o "$out.time" \
-			./tcptrace -q -o json --ready-file "$work/ready" >"$out.report" 2>"$out.err" &
+			./tcptrace -q -o json --ready-file "$work/ready" $dev >"$out.report" 2>"$out.err" &
 		tpid=$!
 		i=0
 		while [ ! -e "$work/ready" ]; do
@@ -91,6 +113,10 @@ run() { # run MODE ROUND
 		ip netns exec "$ns" ./tcpchurn -n "$N" -c "$C" --close "$CLOSE" -o json >"$out.churn"
 		kill -INT "$tpid"
 		wait "$tpid" || true
+		;;
+	*)
+		echo "bench.sh: unknown mode $mode (see the top of scripts/bench.sh)" >&2
+		exit 2
 		;;
 	esac
 	ip netns del "$ns"
@@ -116,6 +142,24 @@ done
 median() { sort -n "$1" | awk '{a[NR]=$1} END {if (NR%2) printf "%.0f\n", a[(NR+1)/2]; else printf "%.0f\n", (a[NR/2]+a[NR/2+1])/2}'; }
 base=$(median "$work/untraced.rates")
 
+# The machine's speed drifts between rounds; the ratio within each round
+# cancels most of that drift. It is shown beside the ratio of the medians,
+# so that one lucky or unlucky round cannot pass for the answer.
+pairs() { # pairs MODE: MODE/untraced, one line per round
+	paste -d' ' "$work/$1.rates" "$work/untraced.rates" | awk '{printf "%.3f\n", $1/$2}'
+}
+median3() { sort -n | awk '{a[NR]=$1} END {printf "%.3f", (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
+
+printf '\n%-16s %14s %8s %13s\n' "traced by" "median conn/s" "ratio" "round ratio"
+for mode in $MODES; do
+	m=$(median "$work/$mode.rates")
+	printf '%-16s %14s %8s %13s\n' "$mode" "$m" "$(echo "$m $base" | awk '{printf "%.2f", $1/$2}')" \
+		"$(pairs "$mode" | median3 | awk '{printf "%.2f", $1}')"
+done
+echo "(ratio: of the medians; round ratio: median of the ratios within each round)"
+
+case " $MODES " in *" tcptrace "*) ;; *) exit 0 ;; esac
+
 # tcptrace accounting: every transition tcpchurn caused, found in the report.
 expected=0 accounted=0 drops=0 cpu=0 rss=0
 for f in "$work"/tcptrace.*.report; do
@@ -132,17 +176,7 @@ for f in "$work"/tcptrace.*.report; do
 	[ "$3" -gt "$rss" ] && rss=$3
 done
 runs=$(wc -l <"$work/tcptrace.rates")
-
-printf '\n%-12s %14s %8s\n' "traced by" "median conn/s" "ratio"
-for mode in $MODES; do
-	m=$(median "$work/$mode.rates")
-	printf '%-12s %14s %8s\n' "$mode" "$m" "$(echo "$m $base" | awk '{printf "%.2f", $1/$2}')"
-done
 printf '\ntcptrace: %d transitions expected, %d accounted, %d dropped; %.2f CPU s per run, peak RSS %d MiB\n' \
 	"$expected" "$accounted" "$drops" "$(echo "$cpu $runs" | awk '{print $1/$2}')" $((rss / 1024))
-# The machine's speed drifts between rounds; the ratio within each round
-# cancels most of that drift. Shown beside the ratio of the medians, so one
-# lucky or unlucky round cannot pass for the answer.
-paste -d' ' "$work/tcptrace.rates" "$work/untraced.rates" | awk '{printf "%.3f\n", $1/$2}' >"$work/pairs"
-echo "tcptrace/untraced per round: $(tr '\n' ' ' <"$work/pairs")(median $(sort -n "$work/pairs" | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'))"
+echo "tcptrace/untraced per round: $(pairs tcptrace | tr '\n' ' ')(median $(pairs tcptrace | median3))"
 echo "tcptrace/untraced median ratio: $(echo "$(median "$work/tcptrace.rates") $base" | awk '{printf "%.3f", $1/$2}')"

@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/tcptrace/tcptrace/internal/event"
+	"github.com/tcptrace/tcptrace/internal/probe"
 	"github.com/tcptrace/tcptrace/internal/session"
 )
 
@@ -59,6 +60,12 @@ func parseFlags(args []string, stdout, stderr io.Writer) (session.Options, error
 	ringMiB := fs.Int("ring-size", 8, "BPF ring buffer size in MiB (a power of two)")
 	fs.StringVar(&o.ReadyFile, "ready-file", "", "create this file once tracing has started")
 	_ = fs.MarkHidden("ready-file")
+	// For scripts/breakdown.sh, which measures what each part of tcptrace
+	// costs; both lose events.
+	fs.StringSliceVar(&o.DevSkip, "dev-skip", nil, "do not attach these BPF programs: "+strings.Join(probe.Programs, ","))
+	_ = fs.MarkHidden("dev-skip")
+	fs.BoolVar(&o.DevIdle, "dev-idle", false, "attach BPF programs that return at once")
+	_ = fs.MarkHidden("dev-idle")
 	version := fs.Bool("version", false, "print the version and exit")
 	help := fs.BoolP("help", "h", false, "show this help")
 

@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -41,7 +43,17 @@ type Config struct {
 	// waiting (a quarter of the ring), so this is the latency on a quiet
 	// host. Default 100 ms.
 	Poll time.Duration
+
+	// Measuring tcptrace's own cost (scripts/breakdown.sh), never for
+	// tracing: Skip names programs not to attach (see Programs), and Idle
+	// makes every attached program return at once. Both lose events.
+	Skip []string
+	Idle bool
 }
+
+// Programs names tcptrace's BPF programs, in the order they attach, for
+// Config.Skip.
+var Programs = []string{"timer_start", "timer_cancel", "timer_expire", "set_state", "set_state_rescue"}
 
 // ErrClosed is returned by Poll once the probe is closed and drained.
 var ErrClosed = errors.New("probe closed")
@@ -107,6 +119,16 @@ func Open(cfg Config) (_ *Probe, err error) {
 		Port:        cfg.Port,
 		Family:      uint16(cfg.Family),
 	}
+	if cfg.Idle {
+		kcfg.Idle = 1
+	}
+	skip := map[string]bool{}
+	for _, name := range cfg.Skip {
+		if !slices.Contains(Programs, name) {
+			return nil, fmt.Errorf("no BPF program %q to skip (have %s)", name, strings.Join(Programs, ", "))
+		}
+		skip[name] = true
+	}
 
 	sockSpec, err := loadSockstate()
 	if err != nil {
@@ -162,19 +184,22 @@ func Open(cfg Config) (_ *Probe, err error) {
 	// Mini-socket timers first: a TIME_WAIT start is then never seen
 	// without the transitions around it.
 	for _, prog := range []struct {
-		name string
-		p    *ebpf.Program
+		name, tracepoint string
+		p                *ebpf.Program
 	}{
-		{"timer_start", p.tw.OnTimerStart},
-		{"timer_cancel", p.tw.OnTimerCancel},
-		{"timer_expire_entry", p.tw.OnTimerExpire},
-		{"inet_sock_set_state", p.sock.OnSetState},
+		{"timer_start", "timer_start", p.tw.OnTimerStart},
+		{"timer_cancel", "timer_cancel", p.tw.OnTimerCancel},
+		{"timer_expire", "timer_expire_entry", p.tw.OnTimerExpire},
+		{"set_state", "inet_sock_set_state", p.sock.OnSetState},
 		// After on_set_state: it must run second (see sockstate.bpf.c).
-		{"inet_sock_set_state", p.sock.OnSetStateNested},
+		{"set_state_rescue", "inet_sock_set_state", p.sock.OnSetStateNested},
 	} {
+		if skip[prog.name] {
+			continue
+		}
 		l, err := link.AttachTracing(link.TracingOptions{Program: prog.p, AttachType: ebpf.AttachTraceRawTp})
 		if err != nil {
-			return nil, fmt.Errorf("attaching to tracepoint %s: %w", prog.name, permHint(err))
+			return nil, fmt.Errorf("attaching to tracepoint %s: %w", prog.tracepoint, permHint(err))
 		}
 		p.links = append(p.links, l)
 	}

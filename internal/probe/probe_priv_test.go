@@ -569,3 +569,39 @@ func TestProbePIDFilterPreexistingListener(t *testing.T) {
 		t.Errorf("%d accepted, %d CLOSE_WAIT seen: want 5 and 5 from the listener opened before tracing", accepted, closeWait)
 	}
 }
+
+// TestProbeMeasureHooks checks the hooks scripts/breakdown.sh measures
+// with: skipped programs record nothing, idle programs record nothing.
+func TestProbeMeasureHooks(t *testing.T) {
+	ns := testnet.New(t) // first: it skips the test without root
+	if _, err := Open(Config{Skip: []string{"nonesuch"}}); err == nil || !strings.Contains(err.Error(), "nonesuch") {
+		t.Fatalf("Open with an unknown program to skip: %v", err)
+	}
+	c := startProbe(t, Config{NetNS: ns.Inode(), Skip: []string{"timer_start", "timer_cancel", "timer_expire"}})
+	ns.Do(t, func() error { return churn("tcp4", "127.0.0.1:0", 3, true) })
+	time.Sleep(50 * time.Millisecond)
+	transitions := 0
+	for _, e := range c.stop(t) {
+		if e.Kind != event.Transition {
+			t.Fatalf("timer programs skipped, yet %+v", e)
+		}
+		transitions++
+	}
+	if transitions != 3*10+2 {
+		t.Errorf("%d transitions, want %d", transitions, 3*10+2)
+	}
+
+	ns2 := testnet.New(t)
+	p, err := Open(Config{NetNS: ns2.Inode(), Idle: true})
+	if err != nil {
+		t.Fatalf("Open: %+v", err)
+	}
+	defer p.Close()
+	ns2.Do(t, func() error { return churn("tcp4", "127.0.0.1:0", 3, true) })
+	if err := p.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if loss, err := p.Loss(); err != nil || loss.Written != 0 {
+		t.Fatalf("idle programs wrote %+v, %v", loss, err)
+	}
+}

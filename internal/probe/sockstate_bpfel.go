@@ -32,6 +32,8 @@ type sockstateTtConfig struct {
 	WakeupBytes uint32
 	Port        uint16
 	Family      uint16
+	Idle        uint32
+	_           [4]byte
 }
 
 type sockstateTtCounters struct {

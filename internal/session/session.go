@@ -57,6 +57,10 @@ type Options struct {
 	ReadyFile string
 	// Command is run as a child while tracing; tracing stops when it exits.
 	Command []string
+	// DevSkip and DevIdle measure tcptrace's own cost (probe.Config.Skip
+	// and Idle); they lose events.
+	DevSkip []string
+	DevIdle bool
 }
 
 // commandGrace is how long tracing goes on after COMMAND exits: long
@@ -110,6 +114,7 @@ func (t *trace) open(emit func(*event.Event)) error {
 	cfg := probe.Config{
 		PID: uint32(t.opts.PID), Port: uint16(t.opts.Port), Family: t.opts.Family,
 		RingBytes: t.opts.RingBytes,
+		Skip:      t.opts.DevSkip, Idle: t.opts.DevIdle,
 	}
 	if !t.opts.AllNetNS {
 		cfg.NetNS = ns
