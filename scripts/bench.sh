@@ -32,12 +32,8 @@ case " $MODES " in *" untraced "*) ;; *)
 	exit 2
 	;;
 esac
-if [ "$(id -u)" != 0 ]; then
-	echo "bench.sh: needs root (it loads BPF programs and creates network namespaces): sudo make bench" >&2
-	exit 1
-fi
-[ -x ./tcptrace ] && [ -x ./tcpchurn ] || { echo "bench.sh: build first: make build" >&2; exit 1; }
-scripts/setup.sh --bench
+. scripts/lib.sh
+prepare bench.sh bench
 TCPSTATES=$(command -v tcpstates || echo /usr/sbin/tcpstates)
 # The peer attaches a classic tracepoint, which needs tracefs.
 if [ ! -e /sys/kernel/tracing/events ]; then
@@ -94,12 +90,7 @@ run() { # run MODE ROUND
 		ip netns exec "$ns" /usr/bin/time -f '%U %S %M' -o "$out.time" \
 			./tcptrace -q -o json --ready-file "$work/ready" $dev >"$out.report" 2>"$out.err" &
 		tpid=$!
-		i=0
-		while [ ! -e "$work/ready" ]; do
-			sleep 0.05
-			i=$((i + 1))
-			if [ $i -gt 200 ]; then echo "bench.sh: tcptrace did not start:" >&2; cat "$out.err" >&2; exit 1; fi
-		done
+		wait_ready bench.sh "$work/ready" "$out.err"
 		ip netns exec "$ns" ./tcpchurn -n "$N" -c "$C" --close "$CLOSE" -o json >"$out.churn"
 		settle
 		# GNU time ignores SIGINT: signal tcptrace, its child.

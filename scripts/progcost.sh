@@ -19,12 +19,8 @@ C=${C:-4}              # concurrent clients
 CLOSE=${CLOSE:-server} # who closes first
 
 cd "$(dirname "$0")/.."
-if [ "$(id -u)" != 0 ]; then
-	echo "progcost.sh: needs root (it loads BPF programs and creates a network namespace): sudo make progcost" >&2
-	exit 1
-fi
-[ -x ./tcptrace ] && [ -x ./tcpchurn ] || { echo "progcost.sh: build first: make build" >&2; exit 1; }
-scripts/setup.sh --bench
+. scripts/lib.sh
+prepare progcost.sh progcost
 BPFTOOL=$(command -v bpftool || echo /usr/sbin/bpftool)
 
 work=$(mktemp -d /tmp/tcptrace-progcost.XXXXXX)
@@ -44,12 +40,7 @@ ip netns add "$ns"
 ip -n "$ns" link set lo up
 ip netns exec "$ns" ./tcptrace -q -o json --ready-file "$work/ready" >"$work/report" 2>"$work/err" &
 tpid=$!
-i=0
-while [ ! -e "$work/ready" ]; do
-	sleep 0.05
-	i=$((i + 1))
-	if [ $i -gt 200 ]; then echo "progcost.sh: tcptrace did not start:" >&2; cat "$work/err" >&2; exit 1; fi
-done
+wait_ready progcost.sh "$work/ready" "$work/err"
 ip netns exec "$ns" ./tcpchurn -n "$N" -c "$C" --close "$CLOSE" -o json >"$work/churn"
 "$BPFTOOL" prog show >"$work/progs"
 kill -INT "$tpid"

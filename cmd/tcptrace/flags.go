@@ -62,7 +62,7 @@ func parseFlags(args []string, stdout, stderr io.Writer) (session.Options, error
 	_ = fs.MarkHidden("ready-file")
 	// For scripts/breakdown.sh, which measures what each part of tcptrace
 	// costs; both lose events.
-	fs.StringSliceVar(&o.DevSkip, "dev-skip", nil, "do not attach these BPF programs: "+strings.Join(probe.Programs, ","))
+	fs.StringSliceVar(&o.DevSkip, "dev-skip", nil, "do not attach these BPF programs: "+strings.Join(probe.ProgramNames(), ","))
 	_ = fs.MarkHidden("dev-skip")
 	fs.BoolVar(&o.DevIdle, "dev-idle", false, "attach BPF programs that return at once")
 	_ = fs.MarkHidden("dev-idle")

@@ -45,15 +45,35 @@ type Config struct {
 	Poll time.Duration
 
 	// Measuring tcptrace's own cost (scripts/breakdown.sh), never for
-	// tracing: Skip names programs not to attach (see Programs), and Idle
+	// tracing: Skip names programs not to attach (see ProgramNames), and Idle
 	// makes every attached program return at once. Both lose events.
 	Skip []string
 	Idle bool
 }
 
-// Programs names tcptrace's BPF programs, in the order they attach, for
-// Config.Skip.
-var Programs = []string{"timer_start", "timer_cancel", "timer_expire", "set_state", "set_state_rescue"}
+// programs are tcptrace's BPF programs in the order they attach: the
+// mini-socket timers first, so a TIME_WAIT start is never seen without
+// the transitions around it, and the rescue program after on_set_state,
+// as it must run second (see sockstate.bpf.c).
+var programs = []struct {
+	name, tracepoint string
+	prog             func(p *Probe) *ebpf.Program
+}{
+	{"timer_start", "timer_start", func(p *Probe) *ebpf.Program { return p.tw.OnTimerStart }},
+	{"timer_cancel", "timer_cancel", func(p *Probe) *ebpf.Program { return p.tw.OnTimerCancel }},
+	{"timer_expire", "timer_expire_entry", func(p *Probe) *ebpf.Program { return p.tw.OnTimerExpire }},
+	{"set_state", "inet_sock_set_state", func(p *Probe) *ebpf.Program { return p.sock.OnSetState }},
+	{"set_state_rescue", "inet_sock_set_state", func(p *Probe) *ebpf.Program { return p.sock.OnSetStateNested }},
+}
+
+// ProgramNames names tcptrace's BPF programs, for Config.Skip.
+func ProgramNames() []string {
+	names := make([]string, len(programs))
+	for i, prog := range programs {
+		names[i] = prog.name
+	}
+	return names
+}
 
 // ErrClosed is returned by Poll once the probe is closed and drained.
 var ErrClosed = errors.New("probe closed")
@@ -124,8 +144,8 @@ func Open(cfg Config) (_ *Probe, err error) {
 	}
 	skip := map[string]bool{}
 	for _, name := range cfg.Skip {
-		if !slices.Contains(Programs, name) {
-			return nil, fmt.Errorf("no BPF program %q to skip (have %s)", name, strings.Join(Programs, ", "))
+		if !slices.Contains(ProgramNames(), name) {
+			return nil, fmt.Errorf("no BPF program %q to skip (have %s)", name, strings.Join(ProgramNames(), ", "))
 		}
 		skip[name] = true
 	}
@@ -181,23 +201,11 @@ func Open(cfg Config) (_ *Probe, err error) {
 		p.fn(&p.ev)
 	}
 
-	// Mini-socket timers first: a TIME_WAIT start is then never seen
-	// without the transitions around it.
-	for _, prog := range []struct {
-		name, tracepoint string
-		p                *ebpf.Program
-	}{
-		{"timer_start", "timer_start", p.tw.OnTimerStart},
-		{"timer_cancel", "timer_cancel", p.tw.OnTimerCancel},
-		{"timer_expire", "timer_expire_entry", p.tw.OnTimerExpire},
-		{"set_state", "inet_sock_set_state", p.sock.OnSetState},
-		// After on_set_state: it must run second (see sockstate.bpf.c).
-		{"set_state_rescue", "inet_sock_set_state", p.sock.OnSetStateNested},
-	} {
+	for _, prog := range programs {
 		if skip[prog.name] {
 			continue
 		}
-		l, err := link.AttachTracing(link.TracingOptions{Program: prog.p, AttachType: ebpf.AttachTraceRawTp})
+		l, err := link.AttachTracing(link.TracingOptions{Program: prog.prog(p), AttachType: ebpf.AttachTraceRawTp})
 		if err != nil {
 			return nil, fmt.Errorf("attaching to tracepoint %s: %w", prog.tracepoint, permHint(err))
 		}
