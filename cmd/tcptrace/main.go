@@ -22,6 +22,7 @@ func main() {
 // run is main without the exit, so tests can call it.
 func run(args []string, stdout, stderr io.Writer) int {
 	opts, err := parseFlags(args, stdout, stderr)
+	opts.Args = args
 	switch {
 	case errors.Is(err, errHelp):
 		return 0

@@ -406,3 +406,7 @@ func permHint(err error) error {
 	}
 	return err
 }
+
+// Hooks names the kernel hooks that follow the TIME_WAIT mini-sockets:
+// "tracepoints" (timer_start, timer_cancel, timer_expire_entry).
+func (p *Probe) Hooks() string { return "tracepoints" }

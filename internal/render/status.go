@@ -4,26 +4,26 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/tcptrace/tcptrace/internal/engine"
 	"github.com/tcptrace/tcptrace/internal/human"
-	"github.com/tcptrace/tcptrace/internal/tracker"
 )
 
-// StatusLine is the one-line summary printed every interval while tracing.
-// closeWait is the census count of CLOSE_WAIT sockets (the truth for the
-// traced namespace); b.CloseWaitOld those of them past the threshold that
-// the events saw entering CLOSE_WAIT.
-func StatusLine(elapsed time.Duration, b tracker.Brief, closeWait int, drops uint64) string {
+// StatusLine is the one-line summary printed every interval while tracing,
+// from the latest sample: populations now, the TIME_WAIT peak so far, and
+// whatever went wrong (connect() failures, drops). timeWaitPeak is the
+// report's peak.
+func StatusLine(elapsed time.Duration, p engine.Sample, timeWaitPeak int64) string {
 	s := fmt.Sprintf("tcptrace %s: %s events | TIME_WAIT %s (peak %s, %s created) | FIN_WAIT2 orphans %s | CLOSE_WAIT %d",
-		elapsed.Truncate(time.Second), human.Count(b.Events), human.Count(b.TimeWait),
-		human.Count(b.TimeWaitPeak), human.Count(b.TimeWaitCreated), human.Count(b.Orphans), closeWait)
-	if b.CloseWaitOld > 0 {
-		s += fmt.Sprintf(" (%d old)", b.CloseWaitOld)
+		elapsed.Truncate(time.Second), human.Count(p.Events), human.Count(p.TimeWait),
+		human.Count(max(timeWaitPeak, p.TimeWait)), human.Count(p.TimeWaitCreated), human.Count(p.Orphans), p.CloseWait)
+	if p.CloseWaitOld > 0 {
+		s += fmt.Sprintf(" (%d old)", p.CloseWaitOld)
 	}
-	if b.ConnectFailures > 0 {
-		s += fmt.Sprintf(" | connect() EADDRNOTAVAIL %d", b.ConnectFailures)
+	if p.ConnectFailures > 0 {
+		s += fmt.Sprintf(" | connect() EADDRNOTAVAIL %d", p.ConnectFailures)
 	}
-	if drops > 0 {
-		s += fmt.Sprintf(" | DROPPED %d", drops)
+	if p.Dropped > 0 {
+		s += fmt.Sprintf(" | DROPPED %d", p.Dropped)
 	}
 	return s
 }

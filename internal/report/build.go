@@ -32,6 +32,9 @@ type Owner struct {
 
 // Input is everything Build needs. Times are CLOCK_MONOTONIC nanoseconds.
 type Input struct {
+	// Mode is the report's mode ("" means "trace").
+	Mode           string
+	Hooks          string
 	Stats          tracker.Stats
 	StartNs, EndNs uint64
 	Started        time.Time
@@ -71,13 +74,15 @@ func Build(in Input) *Report {
 	st := &in.Stats
 	r := &Report{
 		Type:            "report",
+		Mode:            cmp.Or(in.Mode, "trace"),
+		Hooks:           in.Hooks,
 		Version:         in.Version,
 		Kernel:          in.Kernel,
 		Started:         in.Started.UTC(),
 		DurationS:       seconds(in.EndNs - in.StartNs),
 		Scope:           in.Scope,
 		Events:          st.Events,
-		Dropped:         max(in.Loss.RingFull, st.LostRecords) + in.Loss.Recursion,
+		Dropped:         DroppedRecords(in.Loss, st.LostRecords),
 		Loss:            in.Loss,
 		Transitions:     map[string]uint64{},
 		States:          map[string]Durations{},
@@ -97,9 +102,6 @@ func Build(in Input) *Report {
 		r.Netstat = map[string]uint64{}
 	}
 	r.Loss.Unseen = st.Inconsistent
-	if in.Loss.Written > in.Loss.Read {
-		r.Dropped += in.Loss.Written - in.Loss.Read
-	}
 	r.Complete = r.Dropped == 0 && st.Evicted == 0 && st.MiniUntracked == 0 && st.Inconsistent == 0
 	for _, tc := range st.Transitions {
 		r.Transitions[tc.From.String()+"->"+tc.To.String()] += tc.Count
@@ -176,6 +178,18 @@ func Build(in Input) *Report {
 
 	r.CloseWait = closeWait(&in)
 	return r
+}
+
+// DroppedRecords is how many records were lost: those the kernel side
+// could not write (by its counters, or by the gaps the records' own drop
+// counters show, whichever is more), the transitions it skipped, and those
+// written but never read.
+func DroppedRecords(l Loss, lostRecords uint64) uint64 {
+	n := max(l.RingFull, lostRecords) + l.Recursion
+	if l.Written > l.Read {
+		n += l.Written - l.Read
+	}
+	return n
 }
 
 // closeWait joins the tracker's CLOSE_WAIT sockets (which know when each

@@ -11,9 +11,15 @@ import "time"
 // Report is the final report. The JSON object is the last line of
 // `tcptrace -o json`.
 type Report struct {
-	Type    string    `json:"type"` // always "report"
-	Version string    `json:"version"`
-	Kernel  string    `json:"kernel"`
+	Type string `json:"type"` // always "report"
+	// Mode is "trace" for a report on traced events (live or replayed
+	// from a capture), "snapshot" for one from a census alone.
+	Mode    string `json:"mode"`
+	Version string `json:"version"`
+	Kernel  string `json:"kernel"`
+	// Hooks names the kernel hooks that followed the TIME_WAIT
+	// mini-sockets: "tracepoints" (the timer tracepoints) or "fentry".
+	Hooks   string    `json:"hooks,omitempty"`
 	Started time.Time `json:"started"`
 	// DurationS is how long tcptrace traced.
 	DurationS float64 `json:"duration_s"`

@@ -137,26 +137,39 @@ func (t *Tracker) Stats() Stats {
 	return st
 }
 
-// Brief is the handful of numbers for a live status line; cheap enough to
-// take every second.
+// Brief is the handful of numbers for a live status line and a time
+// series sample; cheap enough to take every second.
 type Brief struct {
-	Events                   uint64
-	TimeWait, TimeWaitPeak   int64
-	Orphans                  int64
-	CloseWait, CloseWaitOld  int64
-	Established              int64
-	ConnectFailures          uint64
-	TimeWaitCreated, Evicted uint64
+	Events, Transitions    uint64
+	TimeWait, TimeWaitPeak int64
+	Orphans                int64
+	// TimeWaitPreexistingEnded and OrphansPreexistingEnded count ends of
+	// mini-sockets that predate tracing (to subtract from a census count).
+	TimeWaitPreexistingEnded, OrphansPreexistingEnded uint64
+	CloseWait, CloseWaitOld                           int64
+	Established                                       int64
+	ConnectFailures                                   uint64
+	TimeWaitCreated, OrphansCreated, Evicted          uint64
+	// LostRecords is the loss the records' own drop counters imply.
+	LostRecords uint64
+	// States is the full-socket population per state.
+	States [event.NumStates]int64
 }
 
 // Brief returns the live numbers; CloseWaitOld counts CLOSE_WAIT sockets
 // older than thresholdNs at nowNs.
 func (t *Tracker) Brief(nowNs, thresholdNs uint64) Brief {
 	b := Brief{
-		Events: t.events, TimeWait: t.timeWait.Now, TimeWaitPeak: t.timeWait.Peak,
-		Orphans: t.orphans.Now, CloseWait: t.now[event.CloseWait],
-		Established: t.now[event.Established], ConnectFailures: t.connectFailures,
-		TimeWaitCreated: t.timeWait.Created, Evicted: t.evicted,
+		Events: t.events, Transitions: t.transitions,
+		TimeWait: t.timeWait.Now, TimeWaitPeak: t.timeWait.Peak,
+		Orphans:                  t.orphans.Now,
+		TimeWaitPreexistingEnded: t.timeWait.PreexistingEnded,
+		OrphansPreexistingEnded:  t.orphans.PreexistingEnded,
+		CloseWait:                t.now[event.CloseWait],
+		Established:              t.now[event.Established], ConnectFailures: t.connectFailures,
+		TimeWaitCreated: t.timeWait.Created, OrphansCreated: t.orphans.Created, Evicted: t.evicted,
+		LostRecords: t.res.Dropped,
+		States:      t.now,
 	}
 	// The list is in order of entry: stop at the first young one.
 	for i := t.cwHead; i != 0; i = t.slots[i-1].cwNext {

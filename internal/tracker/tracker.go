@@ -109,6 +109,7 @@ type Tracker struct {
 	pending []pendingTW
 
 	events          uint64
+	transitions     uint64
 	firstNs, lastNs uint64
 	trans           [event.NumStates][event.NumStates]uint64
 	now             [event.NumStates]int64
@@ -246,6 +247,7 @@ func putAddr(b *[16]byte, a netip.Addr) {
 
 func (t *Tracker) transition(ev *event.Event) {
 	old, nw := ev.OldState, ev.NewState
+	t.transitions++
 	if old < event.NumStates && nw < event.NumStates {
 		t.trans[old][nw]++
 	}

@@ -5,77 +5,17 @@ import (
 	"testing"
 
 	"github.com/tcptrace/tcptrace/internal/event"
+	"github.com/tcptrace/tcptrace/internal/eventtest"
 )
 
-const ms = uint64(1_000_000)
+const ms = eventtest.Ms
 
-// seq builds synthetic kernel records the way the probe decodes them.
-type seq struct {
-	evs []event.Event
-	ts  uint64
-}
-
-func (s *seq) at(ts uint64) *seq { s.ts = ts; return s }
-
-func (s *seq) tr(sock uint64, pid uint32, comm string, local, remote string, old, new event.State) *seq {
-	e := event.Event{Kind: event.Transition, TimeNs: s.ts, Sock: sock, PID: pid, Family: event.IPv4,
-		NetNS: 1, OldState: old, NewState: new,
-		Local: netip.MustParseAddrPort(local), Remote: netip.MustParseAddrPort(remote)}
-	copy(e.Comm[:], comm)
-	if old == event.SynSent && new == event.Close && e.Local.Port() == 0 {
-		e.Flags = event.FlagConnectFailed
-	}
-	s.evs = append(s.evs, e)
-	return s
-}
-
-func (s *seq) tw(kind event.Kind, sock uint64, sub event.State, local, remote string) *seq {
-	e := event.Event{Kind: kind, TimeNs: s.ts, Sock: sock, Family: event.IPv4, NetNS: 1, NewState: sub,
-		Local: netip.MustParseAddrPort(local), Remote: netip.MustParseAddrPort(remote)}
-	if kind == event.TimerStart {
-		e.ExpiresTicks = 15000
-		if sub == event.FinWait2 {
-			e.ExpiresTicks = 250 * 60
-		}
-	}
-	s.evs = append(s.evs, e)
-	return s
-}
-
-// connection appends one loopback connection from client port cport to the
-// server on :80, with the given side closing first, starting at ts.
-func (s *seq) connection(ts uint64, n uint64, cport int, serverCloses bool) *seq {
-	c, sv := 1000+n*2, 1001+n*2
-	tw := 5000 + n
-	cl := netip.AddrPortFrom(netip.MustParseAddr("10.0.0.1"), uint16(cport)).String()
-	srv := "10.0.0.2:80"
-	s.at(ts).tr(c, 10, "client", "10.0.0.1:0", srv, event.Close, event.SynSent)
-	s.at(ts+1*ms).tr(c, 10, "client", cl, srv, event.SynSent, event.Established)
-	s.at(ts+1*ms).tr(sv, 10, "client", srv, "0.0.0.0:0", event.Listen, event.SynRecv)
-	s.at(ts+1*ms).tr(sv, 10, "client", srv, cl, event.SynRecv, event.Established)
-	if serverCloses {
-		s.at(ts+5*ms).tr(sv, 20, "server", srv, cl, event.Established, event.FinWait1)
-		s.at(ts+5*ms).tr(c, 20, "server", cl, srv, event.Established, event.CloseWait)
-		s.at(ts+6*ms).tr(c, 10, "client", cl, srv, event.CloseWait, event.LastAck)
-		s.at(ts+6*ms).tr(sv, 10, "client", srv, cl, event.FinWait1, event.FinWait2)
-		s.at(ts+7*ms).tw(event.TimerStart, tw, event.TimeWait, srv, cl)
-		s.at(ts+7*ms).tr(sv, 10, "client", "10.0.0.2:80", cl, event.FinWait2, event.Close)
-		s.at(ts+7*ms).tr(c, 10, "client", cl, srv, event.LastAck, event.Close)
-	} else {
-		s.at(ts+5*ms).tr(c, 10, "client", cl, srv, event.Established, event.FinWait1)
-		s.at(ts+5*ms).tr(sv, 10, "client", srv, cl, event.Established, event.CloseWait)
-		s.at(ts+6*ms).tr(sv, 20, "server", srv, cl, event.CloseWait, event.LastAck)
-		s.at(ts+6*ms).tr(c, 20, "server", cl, srv, event.FinWait1, event.FinWait2)
-		s.at(ts+7*ms).tw(event.TimerStart, tw, event.TimeWait, cl, srv)
-		s.at(ts+7*ms).tr(c, 20, "server", cl, srv, event.FinWait2, event.Close)
-		s.at(ts+7*ms).tr(sv, 20, "server", srv, cl, event.LastAck, event.Close)
-	}
-	return s
-}
+// seq is the synthetic stream builder shared with other packages' tests.
+type seq = eventtest.Seq
 
 func feed(t *Tracker, s *seq) {
-	for i := range s.evs {
-		t.Feed(&s.evs[i])
+	for i := range s.Evs {
+		t.Feed(&s.Evs[i])
 	}
 }
 
@@ -88,7 +28,7 @@ func newTracker(emit func(*event.Event)) *Tracker {
 func TestTransitionsAndDwell(t *testing.T) {
 	var s seq
 	for i := range 10 {
-		s.connection(uint64(i)*100*ms+1, uint64(i), 40000+i, true)
+		s.Connection(uint64(i)*100*ms+1, uint64(i), 40000+i, true)
 	}
 	var seen []event.Event
 	tr := newTracker(func(e *event.Event) { seen = append(seen, *e) })
@@ -153,7 +93,7 @@ func TestTransitionsAndDwell(t *testing.T) {
 func TestClientRoleAndDestination(t *testing.T) {
 	var s seq
 	for i := range 5 {
-		s.connection(uint64(i)*10*ms+1, uint64(i), 50000+i, false)
+		s.Connection(uint64(i)*10*ms+1, uint64(i), 50000+i, false)
 	}
 	tr := newTracker(nil)
 	feed(tr, &s)
@@ -172,9 +112,9 @@ func TestClientRoleAndDestination(t *testing.T) {
 
 func TestTimeWaitEndsUpdateDestination(t *testing.T) {
 	var s seq
-	s.connection(1, 0, 40000, true)
-	s.at(60*1000*ms).tw(event.TimerCancel, 5000, event.TimeWait, "10.0.0.2:80", "10.0.0.1:40000")
-	s.at(60*1000*ms+10).tw(event.TimerExpire, 5000, event.TimeWait, "10.0.0.2:80", "10.0.0.1:40000")
+	s.Connection(1, 0, 40000, true)
+	s.At(60*1000*ms).TW(event.TimerCancel, 5000, event.TimeWait, "10.0.0.2:80", "10.0.0.1:40000")
+	s.At(60*1000*ms+10).TW(event.TimerExpire, 5000, event.TimeWait, "10.0.0.2:80", "10.0.0.1:40000")
 	tr := newTracker(nil)
 	feed(tr, &s)
 	st := tr.Stats()
@@ -188,9 +128,9 @@ func TestTimeWaitEndsUpdateDestination(t *testing.T) {
 
 func TestOrphanBecomesTimeWait(t *testing.T) {
 	var s seq
-	s.at(1).tw(event.TimerStart, 7, event.FinWait2, "10.0.0.1:4000", "10.0.0.2:80")
-	s.at(2*ms).tw(event.TimerCancel, 7, event.TimeWait, "10.0.0.1:4000", "10.0.0.2:80")
-	s.at(2*ms+100).tw(event.TimerStart, 7, event.TimeWait, "10.0.0.1:4000", "10.0.0.2:80")
+	s.At(1).TW(event.TimerStart, 7, event.FinWait2, "10.0.0.1:4000", "10.0.0.2:80")
+	s.At(2*ms).TW(event.TimerCancel, 7, event.TimeWait, "10.0.0.1:4000", "10.0.0.2:80")
+	s.At(2*ms+100).TW(event.TimerStart, 7, event.TimeWait, "10.0.0.1:4000", "10.0.0.2:80")
 	tr := newTracker(nil)
 	feed(tr, &s)
 	tr.Flush(^uint64(0))
@@ -216,12 +156,12 @@ func TestCloseWaitLeakAges(t *testing.T) {
 		ts := uint64(i)*1000*ms + 1
 		cl := netip.AddrPortFrom(netip.MustParseAddr("10.0.0.1"), uint16(41000+i)).String()
 		sv := uint64(900 + i)
-		s.at(ts).tr(sv, 1, "c", "10.0.0.2:80", "0.0.0.0:0", event.Listen, event.SynRecv)
-		s.at(ts+1).tr(sv, 1, "c", "10.0.0.2:80", cl, event.SynRecv, event.Established)
-		s.at(ts+2*ms).tr(sv, 1, "c", "10.0.0.2:80", cl, event.Established, event.CloseWait)
+		s.At(ts).Tr(sv, 1, "c", "10.0.0.2:80", "0.0.0.0:0", event.Listen, event.SynRecv)
+		s.At(ts+1).Tr(sv, 1, "c", "10.0.0.2:80", cl, event.SynRecv, event.Established)
+		s.At(ts+2*ms).Tr(sv, 1, "c", "10.0.0.2:80", cl, event.Established, event.CloseWait)
 	}
 	// The middle one is closed after all.
-	s.at(5000*ms).tr(901, 20, "server", "10.0.0.2:80", "10.0.0.1:41001", event.CloseWait, event.LastAck)
+	s.At(5000*ms).Tr(901, 20, "server", "10.0.0.2:80", "10.0.0.1:41001", event.CloseWait, event.LastAck)
 	tr := newTracker(nil)
 	feed(tr, &s)
 	st := tr.Stats()
@@ -239,11 +179,11 @@ func TestCloseWaitLeakAges(t *testing.T) {
 
 func TestConnectFailure(t *testing.T) {
 	var s seq
-	s.at(1).tr(1, 77, "curl", "0.0.0.0:0", "10.0.0.5:443", event.Close, event.SynSent)
-	s.at(2).tr(1, 77, "curl", "0.0.0.0:0", "10.0.0.5:443", event.SynSent, event.Close)
+	s.At(1).Tr(1, 77, "curl", "0.0.0.0:0", "10.0.0.5:443", event.Close, event.SynSent)
+	s.At(2).Tr(1, 77, "curl", "0.0.0.0:0", "10.0.0.5:443", event.SynSent, event.Close)
 	// A refused connect had a port: not a port-exhaustion failure.
-	s.at(3).tr(2, 77, "curl", "0.0.0.0:0", "10.0.0.5:444", event.Close, event.SynSent)
-	s.at(4).tr(2, 77, "curl", "10.0.0.1:40001", "10.0.0.5:444", event.SynSent, event.Close)
+	s.At(3).Tr(2, 77, "curl", "0.0.0.0:0", "10.0.0.5:444", event.Close, event.SynSent)
+	s.At(4).Tr(2, 77, "curl", "10.0.0.1:40001", "10.0.0.5:444", event.SynSent, event.Close)
 	tr := newTracker(nil)
 	feed(tr, &s)
 	st := tr.Stats()
@@ -259,7 +199,7 @@ func TestEvictionAndIncomplete(t *testing.T) {
 	tr := New(Config{MaxSockets: 4, HZ: 250}, nil)
 	var s seq
 	for i := range 6 {
-		s.at(uint64(i)+1).tr(uint64(100+i), 1, "x", "0.0.0.0:0", "10.0.0.5:443", event.Close, event.SynSent)
+		s.At(uint64(i)+1).Tr(uint64(100+i), 1, "x", "0.0.0.0:0", "10.0.0.5:443", event.Close, event.SynSent)
 	}
 	feed(tr, &s)
 	st := tr.Stats()
@@ -270,11 +210,11 @@ func TestEvictionAndIncomplete(t *testing.T) {
 	// A record whose CPU reports drops marks durations that spanned it.
 	tr = newTracker(nil)
 	var s2 seq
-	s2.at(1).tr(1, 1, "x", "0.0.0.0:0", "10.0.0.5:443", event.Close, event.SynSent)
-	s2.at(2).tr(1, 1, "x", "10.0.0.1:1", "10.0.0.5:443", event.SynSent, event.Established)
-	s2.evs[1].Drops = 3
-	s2.at(3).tr(1, 1, "x", "10.0.0.1:1", "10.0.0.5:443", event.Established, event.FinWait1)
-	s2.evs[2].Drops = 3
+	s2.At(1).Tr(1, 1, "x", "0.0.0.0:0", "10.0.0.5:443", event.Close, event.SynSent)
+	s2.At(2).Tr(1, 1, "x", "10.0.0.1:1", "10.0.0.5:443", event.SynSent, event.Established)
+	s2.Evs[1].Drops = 3
+	s2.At(3).Tr(1, 1, "x", "10.0.0.1:1", "10.0.0.5:443", event.Established, event.FinWait1)
+	s2.Evs[2].Drops = 3
 	feed(tr, &s2)
 	st = tr.Stats()
 	// The loss came before the second record: SYN_SENT's duration spans
@@ -316,8 +256,8 @@ func TestSilentPromotion(t *testing.T) {
 	const a, b = "10.0.0.1:4000", "10.0.0.2:80"
 	var s seq
 	// Two orphans; the census later shows only the second still orphaned.
-	s.at(1*ms).tw(event.TimerStart, 7, event.FinWait2, a, b)
-	s.at(2*ms).tw(event.TimerStart, 8, event.FinWait2, "10.0.0.1:4001", b)
+	s.At(1*ms).TW(event.TimerStart, 7, event.FinWait2, a, b)
+	s.At(2*ms).TW(event.TimerStart, 8, event.FinWait2, "10.0.0.1:4001", b)
 	tr := newTracker(nil)
 	feed(tr, &s)
 	still := func(l, r netip.AddrPort) bool { return l.Port() == 4001 }
@@ -330,7 +270,7 @@ func TestSilentPromotion(t *testing.T) {
 	}
 	// An orphan born after the census is not judged by it.
 	var s2 seq
-	s2.at(600*ms).tw(event.TimerStart, 9, event.FinWait2, "10.0.0.1:4002", b)
+	s2.At(600*ms).TW(event.TimerStart, 9, event.FinWait2, "10.0.0.1:4002", b)
 	feed(tr, &s2)
 	if n := tr.PromoteOrphans(1, 550*ms, still); n != 0 {
 		t.Fatalf("promoted %d orphans the census could not have seen", n)
@@ -338,8 +278,8 @@ func TestSilentPromotion(t *testing.T) {
 	// Orphan 8 turns into TIME_WAIT with no record, then expires: its end
 	// says TIME_WAIT.
 	var s3 seq
-	s3.at(60000*ms).tw(event.TimerCancel, 8, event.TimeWait, "10.0.0.1:4001", b)
-	s3.at(60000*ms+5).tw(event.TimerExpire, 8, event.TimeWait, "10.0.0.1:4001", b)
+	s3.At(60000*ms).TW(event.TimerCancel, 8, event.TimeWait, "10.0.0.1:4001", b)
+	s3.At(60000*ms+5).TW(event.TimerExpire, 8, event.TimeWait, "10.0.0.1:4001", b)
 	feed(tr, &s3)
 	st = tr.Stats()
 	if st.Orphans.Now != 1 || st.Orphans.BecameTW != 2 || st.TimeWait.Now != 1 || st.TimeWait.Expired != 1 {
@@ -353,8 +293,8 @@ func TestSilentPromotion(t *testing.T) {
 	}
 	// Orphan 7, promoted by the census, expires too: a normal end.
 	var s4 seq
-	s4.at(61000*ms).tw(event.TimerCancel, 7, event.TimeWait, a, b)
-	s4.at(61000*ms+5).tw(event.TimerExpire, 7, event.TimeWait, a, b)
+	s4.At(61000*ms).TW(event.TimerCancel, 7, event.TimeWait, a, b)
+	s4.At(61000*ms+5).TW(event.TimerExpire, 7, event.TimeWait, a, b)
 	feed(tr, &s4)
 	st = tr.Stats()
 	if st.TimeWait.Now != 0 || st.TimeWait.Expired != 2 || st.TimeWait.PreexistingEnded != 0 {

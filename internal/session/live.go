@@ -1,0 +1,424 @@
+package session
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"os/exec"
+	"runtime"
+	"slices"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/tcptrace/tcptrace/internal/census"
+	"github.com/tcptrace/tcptrace/internal/engine"
+	"github.com/tcptrace/tcptrace/internal/event"
+	"github.com/tcptrace/tcptrace/internal/hostinfo"
+	"github.com/tcptrace/tcptrace/internal/owner"
+	"github.com/tcptrace/tcptrace/internal/probe"
+	"github.com/tcptrace/tcptrace/internal/report"
+)
+
+// commandGrace is how long tracing goes on after COMMAND exits: long
+// enough for a delayed ACK (40 ms, at most 200 ms) to close the last
+// connections it closed.
+const commandGrace = 300 * time.Millisecond
+
+// ownerScanEvery bounds how often the census reads /proc to name the
+// holders of CLOSE_WAIT sockets while tracing: a scan reads every
+// process's fd table.
+const ownerScanEvery = 5 * time.Second
+
+// Census states: the first census also finds the listeners and the
+// mini-sockets that predate tracing; the periodic one follows CLOSE_WAIT
+// sockets and FIN_WAIT2 orphans.
+var (
+	seedStates     = census.Mask(event.Listen, event.TimeWait, event.FinWait2, event.CloseWait)
+	periodicStates = census.Mask(event.CloseWait, event.FinWait2)
+)
+
+// liveSource traces the running kernel: the probe, a census beside it,
+// the host facts, and the user's command. It feeds an engine.Input from
+// the goroutine that reads the probe.
+type liveSource struct {
+	opts   Options
+	stderr io.Writer
+	cmdOut io.Writer
+	procfs fs.FS
+
+	// closeWaitOwners lists the CLOSE_WAIT sockets (by inode) at least
+	// minAge old whose holders the engine does not know yet.
+	closeWaitOwners func(nowNs uint64, minAge time.Duration) []uint64
+
+	probe  *probe.Probe
+	dumper *census.Dumper
+	ownNS  uint32
+
+	cmd     *exec.Cmd
+	cmdDone chan struct{}
+	cmdErr  error
+}
+
+// monoNow reads CLOCK_MONOTONIC, the clock of bpf_ktime_get_ns().
+func monoNow() uint64 {
+	var ts unix.Timespec
+	_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
+	return uint64(ts.Nano())
+}
+
+// netnsInode returns the inode of this process's network namespace.
+func netnsInode() (uint32, error) {
+	var st unix.Stat_t
+	if err := unix.Stat("/proc/self/ns/net", &st); err != nil {
+		return 0, fmt.Errorf("finding this process's network namespace: %w", err)
+	}
+	return uint32(st.Ino), nil
+}
+
+// run traces until ctx is done, the duration elapses or the command
+// exits, feeding in; it returns the command's exit status.
+func (s *liveSource) run(ctx context.Context, in engine.Input) (int, error) {
+	start, err := s.open()
+	if err != nil {
+		return 0, err
+	}
+	defer s.close()
+	in.Start(start)
+	if s.opts.ReadyFile != "" {
+		if err := os.WriteFile(s.opts.ReadyFile, []byte("ready\n"), 0o644); err != nil {
+			return 0, fmt.Errorf("writing --ready-file: %w", err)
+		}
+	}
+	// The first census right after attaching, so nothing falls in between.
+	seed := s.take(seedStates)
+	if seed.Err != "" {
+		return 0, fmt.Errorf("taking the socket census: %s", seed.Err)
+	}
+	in.Census(seed)
+	if err := s.startCommand(); err != nil {
+		return 0, err
+	}
+
+	c := newCensusLoop(s)
+	loopErr := s.loop(ctx, in, c)
+	c.stop()
+	if loopErr != nil {
+		return 0, loopErr
+	}
+	endNs := monoNow()
+	// The final census is the truth about which CLOSE_WAIT sockets are
+	// still open; their inodes name the processes that hold them.
+	final := s.take(periodicStates)
+	final.Owners = s.owners(closeWaitInodes(final))
+	in.Census(final)
+	code := s.commandExit()
+	end := &engine.End{EndNs: endNs, Loss: s.loss(), Netstat: s.netstat()}
+	if s.cmd != nil {
+		end.Command = &report.Command{Argv: s.opts.Command, ExitCode: code}
+	}
+	in.End(end)
+	return code, nil
+}
+
+// open reads the host facts, loads the probe and opens the census.
+func (s *liveSource) open() (*engine.Start, error) {
+	// Host facts first: they describe the namespace tcptrace runs in,
+	// which is the one traced unless --all-netns.
+	sysctls, err := hostinfo.ReadSysctls(s.procfs)
+	if err != nil {
+		return nil, fmt.Errorf("reading sysctls: %w", err)
+	}
+	release, _ := hostinfo.KernelRelease(s.procfs)
+	if s.ownNS, err = netnsInode(); err != nil {
+		return nil, err
+	}
+	cfg := probe.Config{
+		PID: uint32(s.opts.PID), Port: uint16(s.opts.Port), Family: s.opts.Family,
+		RingBytes: s.opts.RingBytes,
+		Skip:      s.opts.DevSkip, Idle: s.opts.DevIdle,
+	}
+	if !s.opts.AllNetNS {
+		cfg.NetNS = s.ownNS
+	}
+	if s.opts.Events {
+		cfg.Poll = 50 * time.Millisecond // a live stream should feel live
+	}
+	before := s.netstat() // before the probe, like the rest of the facts
+	if s.probe, err = probe.Open(cfg); err != nil {
+		return nil, err
+	}
+	if s.dumper, err = census.NewDumper(); err != nil {
+		s.close()
+		return nil, fmt.Errorf("opening sock_diag for the socket census: %w", err)
+	}
+	started := time.Now()
+	st := &engine.Start{
+		Mode:    engine.ModeTrace,
+		Version: Version, Args: s.opts.Args,
+		Kernel: hostinfo.ShortRelease(release), HZ: s.probe.HZ(), CPUs: runtime.NumCPU(),
+		Hooks:   s.probe.Hooks(),
+		StartNs: monoNow(), Started: started,
+		Interval: s.opts.Interval,
+		Scope: report.Scope{AllNetNS: s.opts.AllNetNS, PID: s.opts.PID, Port: s.opts.Port,
+			Family: report.FamilyName(s.opts.Family)},
+		OwnNetNS:  s.ownNS,
+		Threshold: s.opts.CloseWaitThreshold, MaxSockets: s.opts.MaxSockets,
+		Sysctl:  sysctls,
+		Netstat: before,
+		Command: s.opts.Command,
+	}
+	if !s.opts.AllNetNS {
+		st.Scope.NetNS = s.ownNS
+	}
+	return st, nil
+}
+
+func (s *liveSource) close() {
+	if s.dumper != nil {
+		_ = s.dumper.Close()
+	}
+	if s.probe != nil {
+		_ = s.probe.Close()
+	}
+}
+
+// netstat reads the kernel's TCP counters; nil when they cannot be read
+// (then the report has no counter deltas).
+func (s *liveSource) netstat() map[string]uint64 {
+	n, err := hostinfo.ReadNetstat(s.procfs)
+	if err != nil {
+		return nil
+	}
+	return n
+}
+
+// loss reads the probe's loss counters.
+func (s *liveSource) loss() report.Loss {
+	l, err := s.probe.Loss()
+	if err != nil {
+		return report.Loss{}
+	}
+	return report.Loss{RingFull: l.RingFull, Recursion: l.Transitions, Rescued: l.Rescued,
+		TimerMisses: l.TimerMisses, Written: l.Written, Read: l.Read}
+}
+
+// take runs one census of tcptrace's own namespace.
+func (s *liveSource) take(states census.StateMask) *engine.Census {
+	// The time is taken before the dump: a socket born during the dump
+	// may be missing from it, and must count as younger than the census.
+	c := &engine.Census{TakenNs: monoNow(), NetNS: s.ownNS, States: states}
+	socks, err := s.dumper.Dump(states)
+	if err != nil {
+		c.Err = err.Error()
+		return c
+	}
+	c.Sockets = socks
+	return c
+}
+
+// owners names the processes holding the sockets with these inodes.
+func (s *liveSource) owners(inodes []uint64) map[uint64]report.Owner {
+	out := map[uint64]report.Owner{}
+	if len(inodes) == 0 {
+		return out
+	}
+	found, err := owner.Resolve(s.procfs, inodes)
+	if err != nil {
+		return out
+	}
+	for ino, o := range found {
+		out[ino] = report.Owner{PID: o.PID, Comm: o.Comm, Cmdline: o.Cmdline, Holders: o.Holders}
+	}
+	return out
+}
+
+func closeWaitInodes(c *engine.Census) []uint64 {
+	var out []uint64
+	for _, s := range c.Sockets {
+		if s.State == event.CloseWait && s.Inode != 0 {
+			out = append(out, s.Inode)
+		}
+	}
+	return out
+}
+
+// loop reads the probe until ctx is done, the duration elapses or the
+// command exits, then drains what the kernel already wrote.
+func (s *liveSource) loop(ctx context.Context, in engine.Input, c *censusLoop) error {
+	if s.opts.Duration > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, s.opts.Duration)
+		defer cancel()
+	}
+	if s.cmdDone != nil {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithCancel(ctx)
+		defer cancel()
+		go func() {
+			select {
+			case <-s.cmdDone:
+				// The kernel goes on closing the command's connections
+				// after it exits (FINs, delayed ACKs): let it finish.
+				select {
+				case <-time.After(commandGrace):
+				case <-ctx.Done():
+				}
+				cancel()
+			case <-ctx.Done():
+			}
+		}()
+	}
+	// Stop from another goroutine: Poll then returns what is left, then
+	// ErrClosed, so nothing already written is lost.
+	stopped := make(chan struct{})
+	go func() {
+		<-ctx.Done()
+		_ = s.probe.Stop()
+		close(stopped)
+	}()
+	defer func() { <-stopped }()
+
+	next := time.Now().Add(s.opts.Interval)
+	feed := in.Event
+	for {
+		// A census that finished before this poll began is applied after
+		// it: the poll reads every record written before the dump began.
+		pending := c.result()
+		// Poll hands over every record waiting, in one batch: the tick
+		// and the census run between batches, never per record.
+		_, err := s.probe.Poll(feed)
+		if pending != nil {
+			in.Census(pending)
+		}
+		switch {
+		case err == nil:
+		case errors.Is(err, probe.ErrIdle):
+			in.Flush(monoNow())
+		case errors.Is(err, probe.ErrClosed):
+			in.Flush(^uint64(0))
+			return nil
+		default:
+			return err
+		}
+		if now := time.Now(); !now.Before(next) {
+			next = now.Add(s.opts.Interval)
+			nowNs := monoNow()
+			in.Tick(&engine.Tick{NowNs: nowNs, Loss: s.loss(), Netstat: s.netstat()})
+			if s.closeWaitOwners != nil {
+				c.want(s.closeWaitOwners(nowNs, s.opts.CloseWaitThreshold))
+			}
+		}
+	}
+}
+
+// censusLoop takes the periodic census beside the reader, so a slow dump
+// never holds up the ring buffer, and names the holders of the CLOSE_WAIT
+// sockets the engine asks about.
+type censusLoop struct {
+	src     *liveSource
+	done    chan struct{}
+	wg      sync.WaitGroup
+	mu      sync.Mutex
+	latest  *engine.Census
+	wanted  []uint64
+	scanned time.Time
+}
+
+func newCensusLoop(s *liveSource) *censusLoop {
+	c := &censusLoop{src: s, done: make(chan struct{})}
+	c.wg.Go(func() {
+		tk := time.NewTicker(s.opts.Interval)
+		defer tk.Stop()
+		for {
+			select {
+			case <-c.done:
+				return
+			case <-tk.C:
+				c.takeOne()
+			}
+		}
+	})
+	return c
+}
+
+func (c *censusLoop) takeOne() {
+	res := c.src.take(periodicStates)
+	c.mu.Lock()
+	want := c.wanted
+	due := len(want) > 0 && time.Since(c.scanned) >= ownerScanEvery
+	if due {
+		c.wanted, c.scanned = nil, time.Now()
+	}
+	c.mu.Unlock()
+	if due && res.Err == "" {
+		res.Owners = c.src.owners(want)
+	}
+	c.mu.Lock()
+	c.latest = res
+	c.mu.Unlock()
+}
+
+// result hands over the latest census not yet handed over, or nil.
+func (c *censusLoop) result() *engine.Census {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	r := c.latest
+	c.latest = nil
+	return r
+}
+
+// want asks for the owners of these inodes at the next owner scan.
+func (c *censusLoop) want(inodes []uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.wanted = slices.Clone(inodes)
+}
+
+func (c *censusLoop) stop() {
+	close(c.done)
+	c.wg.Wait()
+}
+
+// startCommand runs the user's command with its output on cmdOut.
+func (s *liveSource) startCommand() error {
+	if len(s.opts.Command) == 0 {
+		return nil
+	}
+	cmd := exec.Command(s.opts.Command[0], s.opts.Command[1:]...)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, s.cmdOut, s.stderr
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("starting %s: %w", s.opts.Command[0], err)
+	}
+	s.cmd = cmd
+	s.cmdDone = make(chan struct{})
+	go func() {
+		s.cmdErr = cmd.Wait()
+		close(s.cmdDone)
+	}()
+	return nil
+}
+
+// commandExit returns the command's exit status (128+signal if killed).
+func (s *liveSource) commandExit() int {
+	if s.cmd == nil {
+		return 0
+	}
+	<-s.cmdDone
+	var ee *exec.ExitError
+	if errors.As(s.cmdErr, &ee) {
+		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			return 128 + int(ws.Signal())
+		}
+		return ee.ExitCode()
+	}
+	if s.cmdErr != nil {
+		return 127
+	}
+	return 0
+}
