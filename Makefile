@@ -9,7 +9,7 @@ CLANG_VERSION := 19.1.7
 # tcptrace needs root: run it through sudo unless already root.
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help build run test test-unit generate check-generate bench breakdown progcost fuzz vet clean
+.PHONY: help build run test test-unit test-repeat generate check-generate bench breakdown progcost fuzz vet clean
 
 help: ## Show the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -25,6 +25,9 @@ test: ## Run every test; as root the BPF tests run for real (sudo make test)
 	scripts/setup.sh
 	$(GO) vet ./...
 	$(GO) test -count=1 ./...
+
+test-repeat: ## Run the whole suite N times (default 20) on a fresh clone of HEAD, as CI (root, CI=true); prints each failure
+	$(SUDO) env N="$(or $(N),20)" RUN="$(RUN)" PKG="$(or $(PKG),./...)" PATH="$$PATH" scripts/test-repeat.sh
 
 test-unit: ## Run only the tests that need no root
 	$(GO) test -count=1 -short ./...

@@ -174,7 +174,8 @@ func TestEventsTextAndBadInput(t *testing.T) {
 	cmd.Stderr = &stderr
 	err := cmd.Run()
 	var ee *exec.ExitError
-	if !errors.As(err, &ee) || ee.ExitCode() != 2 || strings.Contains(stderr.String(), "goroutine") {
-		t.Errorf("unknown flag: %v, stderr %q; want exit 2 with usage, no stack trace", err, stderr.String())
+	if !errors.As(err, &ee) || ee.ExitCode() != 2 || strings.Contains(stderr.String(), "goroutine") ||
+		!strings.Contains(stderr.String(), "unknown flag") || strings.Contains(stderr.String(), "Usage:") {
+		t.Errorf("unknown flag: %v, stderr %q; want exit 2 with the error and the --help hint, no usage text, no stack trace", err, stderr.String())
 	}
 }

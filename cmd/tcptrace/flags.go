@@ -38,7 +38,10 @@ Examples:
 Flags:
 `
 
-func parseFlags(args []string, stdout, stderr io.Writer) (session.Options, error) {
+// parseFlags parses tcptrace's command line. --help and --version are
+// printed to stdout (errHelp); a bad flag is returned as an error for run to
+// print with the --help hint.
+func parseFlags(args []string, stdout io.Writer) (session.Options, error) {
 	var o session.Options
 	fs := pflag.NewFlagSet("tcptrace", pflag.ContinueOnError)
 	fs.SetOutput(io.Discard) // errors are printed once, by run
@@ -79,7 +82,8 @@ func parseFlags(args []string, stdout, stderr io.Writer) (session.Options, error
 			usage(stdout)
 			return o, errHelp
 		}
-		usage(stderr)
+		// The error alone (run adds the --help hint): the whole usage
+		// text would bury the one line that says what was wrong.
 		return o, err
 	}
 	if *help {

@@ -57,8 +57,8 @@ func TestParseFlags(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
-			var out, errOut bytes.Buffer
-			o, err := parseFlags(tt.args, &out, &errOut)
+			var out bytes.Buffer
+			o, err := parseFlags(tt.args, &out)
 			if tt.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 					t.Fatalf("err = %v, want %q", err, tt.wantErr)
@@ -73,16 +73,39 @@ func TestParseFlags(t *testing.T) {
 	}
 }
 
+// TestBadFlagShortError: a bad flag or value prints the error and the
+// --help hint, exit 2, not the whole usage text that would bury it.
+func TestBadFlagShortError(t *testing.T) {
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-d", "abc"}, `invalid argument "abc" for "-d, --duration" flag`},
+		{[]string{"--port", "x"}, `invalid argument "x" for "--port" flag`},
+		{[]string{"--port", "70000"}, "must be 1-65535"},
+		{[]string{"--nope"}, "unknown flag: --nope"},
+		{[]string{"-Z"}, "unknown shorthand flag: 'Z'"},
+		{[]string{"-d"}, "flag needs an argument"},
+	} {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			var out, errOut bytes.Buffer
+			if code := run(tt.args, &out, &errOut); code != 2 {
+				t.Errorf("exit %d, want 2", code)
+			}
+			lines := strings.Split(strings.TrimSuffix(errOut.String(), "\n"), "\n")
+			if len(lines) != 2 || !strings.HasPrefix(lines[0], "tcptrace: ") || !strings.Contains(lines[0], tt.want) ||
+				lines[1] != "Run 'tcptrace --help' for usage." {
+				t.Errorf("stderr %q: want the error (with %q) and the --help hint, two lines", errOut.String(), tt.want)
+			}
+			if out.Len() != 0 {
+				t.Errorf("stdout %q, want nothing", out.String())
+			}
+		})
+	}
+}
+
 func TestRunExitCodes(t *testing.T) {
 	var out, errOut bytes.Buffer
-	if code := run([]string{"--nope"}, &out, &errOut); code != 2 {
-		t.Errorf("unknown flag: exit %d, want 2", code)
-	}
-	if !strings.Contains(errOut.String(), "Usage:") || !strings.Contains(errOut.String(), "unknown flag: --nope") {
-		t.Errorf("unknown flag: stderr %q lacks the error and the usage", errOut.String())
-	}
-	out.Reset()
-	errOut.Reset()
 	if code := run([]string{"--help"}, &out, &errOut); code != 0 || !strings.Contains(out.String(), "--close-wait-threshold") {
 		t.Errorf("--help: exit %d, stdout %q", code, out.String())
 	}

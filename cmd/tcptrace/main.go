@@ -21,7 +21,7 @@ func main() {
 
 // run is main without the exit, so tests can call it.
 func run(args []string, stdout, stderr io.Writer) int {
-	opts, err := parseFlags(args, stdout, stderr)
+	opts, err := parseFlags(args, stdout)
 	opts.Args = args
 	switch {
 	case errors.Is(err, errHelp):
