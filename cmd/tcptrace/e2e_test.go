@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tcptrace/tcptrace/internal/event"
 	"github.com/tcptrace/tcptrace/internal/testnet"
 )
 
@@ -94,17 +95,50 @@ func connect(t *testing.T, ns *testnet.NS, n int) {
 	ns.Do(t, func() error { return testnet.Connect("tcp4", "127.0.0.1:0", n, false) })
 }
 
+// TestEventsEndToEnd checks every JSON event of n client-first closes.
+// Each client's close leaves one mini-socket, in either of two orders the
+// kernel legitimately takes: it starts as TIME_WAIT (the server's FIN came
+// with, or before, its ACK of ours), or as a FIN_WAIT2 orphan (the ACK came
+// first) that the server's FIN then re-arms as TIME_WAIT. Both are the
+// active closer's TIME_WAIT. tcp_fin_timeout is 30 s here so that the
+// orphan's re-arm always moves its timer to another timer-wheel bucket and
+// the kernel traces it: with the default 60 s the new expiry usually lands
+// in the same bucket and the kernel re-arms silently (see event.Resolver).
+// It runs twice: with the loopback's default delayed ACKs, where most
+// mini-sockets start as TIME_WAIT, and with quickack on the route (see
+// TestScenarioOrphanPromotionByRole), where most start as orphans.
 func TestEventsEndToEnd(t *testing.T) {
+	t.Run("delayed-ack", func(t *testing.T) { testEventsEndToEnd(t, false) })
+	t.Run("quickack", func(t *testing.T) { testEventsEndToEnd(t, true) })
+}
+
+// setQuickack makes the namespace's loopback ACK every segment at once.
+func setQuickack(t *testing.T, ns *testnet.NS) {
+	t.Helper()
+	if out, err := exec.Command("ip", "-n", ns.Name, "route", "change", "local", "127.0.0.1", "dev", "lo",
+		"table", "local", "proto", "kernel", "scope", "host", "src", "127.0.0.1", "quickack", "1").CombinedOutput(); err != nil {
+		t.Fatalf("setting quickack: %v: %s", err, out)
+	}
+}
+
+func testEventsEndToEnd(t *testing.T, quickack bool) {
 	ns := testnet.New(t)
+	ns.Sysctl(t, "net.ipv4.tcp_fin_timeout", "30")
+	if quickack {
+		setQuickack(t, ns)
+	}
 	tt := startTcptrace(t, ns, "-e", "-o", "json")
 	const n = 50
 	connect(t, ns, n)
-	time.Sleep(200 * time.Millisecond)
+	ns.Settle(t, event.TimeWait)
 	if code := tt.stop(t); code != 0 {
 		t.Fatalf("exit %d after SIGINT, want 0; stderr: %s", code, tt.stderr.String())
 	}
 
 	kinds := map[string]int{}
+	// substate of each live mini-socket, by skaddr.
+	mini := map[string]string{}
+	timeWait, fromOrphans := 0, 0
 	var summary map[string]any
 	sc := bufio.NewScanner(&tt.stdout)
 	for sc.Scan() {
@@ -128,7 +162,10 @@ func TestEventsEndToEnd(t *testing.T) {
 			t.Errorf("time %v: %v", ev["time"], err)
 		}
 		kind := ev["kind"].(string)
-		if kind == "transition" {
+		sk, _ := ev["skaddr"].(string)
+		expires, _ := ev["expires_ms"].(float64)
+		switch kind {
+		case "transition":
 			kind += ":" + ev["oldstate"].(string) + "->" + ev["newstate"].(string)
 			if kind == "transition:CLOSE->SYN_SENT" && int(ev["pid"].(float64)) != os.Getpid() {
 				t.Errorf("SYN_SENT pid %v, want the test's %d", ev["pid"], os.Getpid())
@@ -136,9 +173,28 @@ func TestEventsEndToEnd(t *testing.T) {
 			if _, ok := ev["prev_state_ms"].(float64); !ok {
 				t.Errorf("transition without prev_state_ms: %s", sc.Text())
 			}
-		}
-		if kind == "timewait_start" && (ev["substate"] != "TIME_WAIT" || ev["expires_ms"].(float64) < 59000) {
-			t.Errorf("TIME_WAIT start %s", sc.Text())
+		case "timewait_start":
+			switch sub := ev["substate"]; {
+			case sub == "TIME_WAIT" && expires >= 59000 && expires <= 61000:
+				timeWait++
+			case sub == "FIN_WAIT2" && expires >= 29000 && expires <= 31000:
+			default:
+				t.Errorf("mini-socket start %s: want TIME_WAIT for 60 s or a FIN_WAIT2 orphan for tcp_fin_timeout (30 s)", sc.Text())
+			}
+			if _, dup := mini[sk]; dup {
+				t.Errorf("second start of live mini-socket %s", sc.Text())
+			}
+			mini[sk], _ = ev["substate"].(string)
+		case "timewait_rearm":
+			if mini[sk] != "FIN_WAIT2" || ev["prev_substate"] != "FIN_WAIT2" || ev["substate"] != "TIME_WAIT" ||
+				expires < 59000 || expires > 61000 {
+				t.Errorf("re-arm %s of a mini-socket last seen as %q: want only FIN_WAIT2 orphans re-armed, as TIME_WAIT for 60 s",
+					sc.Text(), mini[sk])
+			}
+			if mini[sk] == "FIN_WAIT2" {
+				fromOrphans++
+			}
+			mini[sk], _ = ev["substate"].(string)
 		}
 		kinds[kind]++
 	}
@@ -151,6 +207,13 @@ func TestEventsEndToEnd(t *testing.T) {
 			t.Errorf("%s: %d, want %d (all: %v)", k, kinds[k], want, kinds)
 		}
 	}
+	// Every client's mini-socket ended up TIME_WAIT, directly or through
+	// an orphan's re-arm.
+	if timeWait+fromOrphans != n {
+		t.Errorf("%d TIME_WAIT starts + %d orphans re-armed as TIME_WAIT = %d, want one per close (%d); events: %v",
+			timeWait, fromOrphans, timeWait+fromOrphans, n, kinds)
+	}
+	t.Logf("%d mini-sockets started as TIME_WAIT, %d as FIN_WAIT2 orphans", timeWait, fromOrphans)
 	if summary == nil || summary["dropped"].(float64) != 0 {
 		t.Errorf("summary %v: want one, with 0 dropped", summary)
 	}
@@ -158,14 +221,17 @@ func TestEventsEndToEnd(t *testing.T) {
 
 func TestEventsTextAndBadInput(t *testing.T) {
 	ns := testnet.New(t)
+	ns.Sysctl(t, "net.ipv4.tcp_fin_timeout", "30") // orphans re-armed visibly: see TestEventsEndToEnd
 	tt := startTcptrace(t, ns, "-e")
 	connect(t, ns, 3)
-	time.Sleep(200 * time.Millisecond)
+	ns.Settle(t, event.TimeWait)
 	if code := tt.stop(t); code != 0 {
 		t.Fatalf("exit %d; stderr: %s", code, tt.stderr.String())
 	}
 	out := tt.stdout.String()
-	if !strings.HasPrefix(out, "TIME ") || strings.Count(out, "ESTABLISHED -> FIN_WAIT1") != 3 || strings.Count(out, "+ TIME_WAIT") != 3 {
+	// Each close's TIME_WAIT, started as such or re-armed from an orphan.
+	tw := strings.Count(out, "+ TIME_WAIT for") + strings.Count(out, "~ TIME_WAIT re-armed")
+	if !strings.HasPrefix(out, "TIME ") || strings.Count(out, "ESTABLISHED -> FIN_WAIT1") != 3 || tw != 3 {
 		t.Errorf("text output:\n%s", out)
 	}
 

@@ -21,6 +21,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tcptrace/tcptrace/internal/event"
 	"github.com/tcptrace/tcptrace/internal/report"
 	"github.com/tcptrace/tcptrace/internal/testnet"
 )
@@ -607,10 +608,7 @@ func TestScenarioOrphanedFinWait2(t *testing.T) {
 // orphan. They still count in time_wait.by_role.
 func TestScenarioOrphanPromotionByRole(t *testing.T) {
 	ns := testnet.New(t)
-	if out, err := exec.Command("ip", "-n", ns.Name, "route", "change", "local", "127.0.0.1", "dev", "lo",
-		"table", "local", "proto", "kernel", "scope", "host", "src", "127.0.0.1", "quickack", "1").CombinedOutput(); err != nil {
-		t.Fatalf("setting quickack: %v: %s", err, out)
-	}
+	setQuickack(t, ns)
 	const n = 300
 	res := runTcptrace(t, ns, "-q", "-o", "json", "--",
 		tcpchurnBinary(t), "-n", strconv.Itoa(n), "-c", "1", "--close", "server", "-o", "json")
@@ -733,13 +731,16 @@ func TestScenarioCommandMode(t *testing.T) {
 	}
 }
 
-// TestScenarioBadInput: usage errors exit 2 before anything is loaded.
+// TestScenarioBadInput: usage errors exit 2 before anything is loaded,
+// with the error and the --help hint, not the whole usage text.
 func TestScenarioBadInput(t *testing.T) {
 	for _, tc := range []struct {
 		args []string
 		want string // in stderr
 	}{
-		{[]string{"--definitely-not-a-flag"}, "Usage:"},
+		{[]string{"--definitely-not-a-flag"}, "unknown flag: --definitely-not-a-flag"},
+		{[]string{"-d", "abc"}, `invalid argument "abc" for "-d, --duration" flag`},
+		{[]string{"--port", "x"}, `invalid argument "x" for "--port" flag`},
 		{[]string{"-o", "yaml"}, "yaml"},
 		{[]string{"--port", "70000"}, "--port 70000"},
 		{[]string{"--port", "-1"}, "--port -1"},
@@ -749,8 +750,10 @@ func TestScenarioBadInput(t *testing.T) {
 		var stdout, stderr strings.Builder
 		cmd.Stdout, cmd.Stderr = &stdout, &stderr
 		res := waitRan(t, cmd, &stdout, &stderr)
-		if res.code != 2 || !strings.Contains(res.stderr, tc.want) || strings.Contains(res.stderr, "goroutine ") || res.stdout != "" {
-			t.Errorf("tcptrace %v: exit %d, stdout %q, stderr %q; want exit 2, %q on stderr", tc.args, res.code, res.stdout, res.stderr, tc.want)
+		if res.code != 2 || !strings.Contains(res.stderr, tc.want) || strings.Contains(res.stderr, "goroutine ") || res.stdout != "" ||
+			!strings.HasSuffix(res.stderr, "\nRun 'tcptrace --help' for usage.\n") || strings.Count(res.stderr, "\n") != 2 {
+			t.Errorf("tcptrace %v: exit %d, stdout %q, stderr %q; want exit 2, %q and the --help hint on stderr, two lines",
+				tc.args, res.code, res.stdout, res.stderr, tc.want)
 		}
 	}
 
@@ -758,7 +761,7 @@ func TestScenarioBadInput(t *testing.T) {
 	ns := testnet.New(t)
 	tt := startTcptrace(t, ns, "-q", "-o", "json", "--port", "0")
 	connect(t, ns, 5)
-	time.Sleep(200 * time.Millisecond)
+	ns.Settle(t, event.TimeWait)
 	if code := tt.stop(t); code != 0 {
 		t.Fatalf("exit %d; stderr: %s", code, tt.stderr.String())
 	}

@@ -14,8 +14,12 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/tcptrace/tcptrace/internal/census"
+	"github.com/tcptrace/tcptrace/internal/event"
 )
 
 // RequireRoot skips a test that needs root, with a clear message, unless
@@ -166,4 +170,51 @@ func Connect(network, addr string, n int, serverCloses bool) error {
 		second.Close()
 	}
 	return nil
+}
+
+// settleTimeout bounds how long Settle waits for the kernel. The steps it
+// waits for take microseconds on an idle machine; the bound is for a
+// loaded one, and a socket still busy past it is a failure worth seeing.
+const settleTimeout = 10 * time.Second
+
+// Settle waits until every TCP socket in the namespace is in one of the
+// states in keep (mini-sockets by their substate), and fails the test,
+// listing the others, if that takes longer than 10 s. See WaitSettled.
+func (ns *NS) Settle(t testing.TB, keep ...event.State) {
+	t.Helper()
+	ns.Do(t, func() error { return WaitSettled(keep...) })
+}
+
+// WaitSettled is Settle for code already inside Do: it waits, in the
+// calling thread's network namespace, until every TCP socket is in one of
+// the states in keep.
+//
+// The last steps of a connection's close (the peer's ACK, its FIN, the
+// ACK of that) run in softirq: on an idle machine at once, inside the
+// close() that sent the segment, but on a loaded one in ksoftirqd, after
+// close() has returned, or a delayed ACK later. A test that counts what a
+// close did waits here for the kernel to have done it, instead of sleeping
+// for a guessed while. The state changes are traced when they happen, so
+// once the sockets have settled every record about them has been written.
+func WaitSettled(keep ...event.State) error {
+	busy := census.AllStates &^ census.Mask(keep...)
+	deadline := time.Now().Add(settleTimeout)
+	for {
+		socks, err := census.Dump(busy)
+		if err != nil {
+			return fmt.Errorf("waiting for sockets to settle: %w", err)
+		}
+		if len(socks) == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			var b strings.Builder
+			for _, s := range socks {
+				fmt.Fprintf(&b, "\n  %s %s -> %s", s.State, s.Local, s.Remote)
+			}
+			return fmt.Errorf("after %s, %d sockets are still in states other than %s:%s",
+				settleTimeout, len(socks), census.Mask(keep...), b.String())
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
 }
