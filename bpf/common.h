@@ -3,7 +3,7 @@
  * Maps and helpers shared by tcptrace's programs. Each .bpf.c file includes
  * this, so each object declares the maps; userspace creates them once (from
  * the sockstate object) and hands them to the timewait object with
- * MapReplacements, so both write into the same ring buffer.
+ * MapReplacements, so both write into the same ring buffers.
  */
 #ifndef TCPTRACE_COMMON_H
 #define TCPTRACE_COMMON_H
@@ -30,12 +30,26 @@ extern void *bpf_rdonly_cast(const void *obj, __u32 btf_id) __ksym;
  * always predicted right. */
 volatile const struct tt_config cfg = {};
 
-/* Every record goes here; userspace (internal/probe) reads it
- * in place (ring.go). The size is set by userspace at load time. */
-struct {
+/* Every record goes to the ring buffer of the CPU that writes it: each
+ * BPF ring buffer serializes its producers with a spinlock (interrupts
+ * off), so one ring shared by all CPUs makes them wait for each other and
+ * bounces the lock and the producer position between their caches. With
+ * a ring per CPU no two CPUs ever touch the same ring, and each CPU's
+ * records stay in the order that CPU wrote them, which the follow-up
+ * logic in userspace (timer cancel -> re-arm or expiry) relies on.
+ * Userspace creates one inner ring per CPU, sizes it, and merges the
+ * rings by timestamp (internal/probe/ring.go). */
+struct tt_ring {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, 1 << 22);
-} events SEC(".maps");
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__uint(max_entries, 1); /* set to the number of CPUs by userspace */
+	__type(key, __u32);
+	__array(values, struct tt_ring);
+} rings SEC(".maps");
 
 /* Per CPU: records that could not be reserved because the ring buffer was
  * full, and records written. Userspace sums them for the report: written
@@ -101,9 +115,19 @@ static __always_inline void tt_put_addrs(struct tt_event *e, const struct tt_tup
 	}
 }
 
+/* A record being written: where it goes, and what tt_reserve found out. */
+struct tt_slot {
+	void *ring;       /* this CPU's ring buffer */
+	__u64 written;    /* records this CPU has written, this one included */
+	__u32 drops;      /* records this CPU failed to reserve so far */
+	__u32 cpu;
+};
+
 /* tt_reserve returns a record of size bytes (a constant at each call
- * site, as bpf_ringbuf_reserve requires) or NULL, counting the loss. */
-static __always_inline struct tt_event *tt_reserve(__u64 size, __u32 *cpu_drops, __u64 *written)
+ * site, as bpf_ringbuf_reserve requires) in this CPU's ring, or NULL,
+ * counting the loss. A CPU that came online after tcptrace started has
+ * no ring: its records count as dropped. */
+static __always_inline struct tt_event *tt_reserve(__u64 size, struct tt_slot *s)
 {
 	__u32 zero = 0;
 	struct tt_counters *n = bpf_map_lookup_elem(&counters, &zero);
@@ -111,31 +135,37 @@ static __always_inline struct tt_event *tt_reserve(__u64 size, __u32 *cpu_drops,
 
 	if (!n)
 		return NULL;
-	e = bpf_ringbuf_reserve(&events, size, 0);
+	s->cpu = bpf_get_smp_processor_id();
+	s->ring = bpf_map_lookup_elem(&rings, &s->cpu);
+	if (!s->ring) {
+		n->dropped++;
+		return NULL;
+	}
+	e = bpf_ringbuf_reserve(s->ring, size, 0);
 	if (!e) {
 		n->dropped++;
 		return NULL;
 	}
-	*written = ++n->written;
-	*cpu_drops = (__u32)n->dropped;
+	s->written = ++n->written;
+	s->drops = (__u32)n->dropped;
 	return e;
 }
 
 /* tt_submit publishes a record. Waking the reader per record is what makes
  * per-event tracers expensive, so records are submitted without a wakeup
  * and the reader finds them on its next timed poll, which bounds the
- * delivery latency. Only when a batch of cfg.wakeup_bytes is waiting is
- * the reader woken, and that is checked on every 16th record of a CPU
- * (the check costs as much as a tenth of the record): a reader that is
- * awake keeps reading until the ring is empty, so a wakeup per crossing is
- * all it needs, and one per record past the mark would interrupt the CPU
- * with an IPI each time. */
-static __always_inline void tt_submit(struct tt_event *e, __u64 written)
+ * delivery latency. Only when a batch of cfg.wakeup_bytes is waiting in
+ * this CPU's ring is the reader woken, and that is checked on every 16th
+ * record of a CPU (the check costs as much as a tenth of the record): a
+ * reader that is awake reads every ring until it is empty, so a wakeup
+ * per crossing is all it needs, and one per record past the mark would
+ * interrupt the CPU with an IPI each time. */
+static __always_inline void tt_submit(struct tt_event *e, const struct tt_slot *s)
 {
 	__u64 flags = BPF_RB_NO_WAKEUP;
 
-	if ((written & 15) == 0 &&
-	    bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= cfg.wakeup_bytes)
+	if ((s->written & 15) == 0 &&
+	    bpf_ringbuf_query(s->ring, BPF_RB_AVAIL_DATA) >= cfg.wakeup_bytes)
 		flags = BPF_RB_FORCE_WAKEUP;
 	bpf_ringbuf_submit(e, flags);
 }

@@ -125,22 +125,21 @@ static __always_inline int emit(struct sock *sk, int oldstate, int newstate,
 	__u64 size = sizeof(struct tt_event) +
 		     (ext & TT_EXT_ADDR6 ? sizeof(struct tt_addr6) : 0) +
 		     (ext & TT_EXT_COMM ? sizeof(struct tt_comm) : 0);
+	struct tt_slot slot;
 	struct tt_event *e;
-	__u64 written = 0;
-	__u32 ndrops;
 
-	e = tt_reserve(size, &ndrops, &written);
+	e = tt_reserve(size, &slot);
 	if (!e)
 		return 0;
 	e->ts_ns = bpf_ktime_get_ns();
 	e->skaddr = (__u64)sk;
 	e->pid = f->task ? f->pid_tgid >> 32 : 0;
 	e->netns = f->t.netns;
-	e->drops = ndrops;
+	e->drops = slot.drops;
 	e->expires = 0;
 	e->sport = f->t.sport;
 	e->dport = f->t.dport;
-	e->cpu = bpf_get_smp_processor_id();
+	e->cpu = slot.cpu;
 	e->kind = TT_TRANSITION;
 	e->family = f->family;
 	e->oldstate = oldstate;
@@ -158,7 +157,7 @@ static __always_inline int emit(struct sock *sk, int oldstate, int newstate,
 
 		bpf_get_current_comm(c->comm, sizeof(c->comm));
 	}
-	tt_submit(e, written);
+	tt_submit(e, &slot);
 	return 0;
 }
 

@@ -34,11 +34,10 @@ static __always_inline void write_tw(struct inet_timewait_sock *tw, struct timer
 				     __u8 kind, const struct tt_tw *w, const __u8 ext)
 {
 	__u64 size = sizeof(struct tt_event) + (ext & TT_EXT_ADDR6 ? sizeof(struct tt_addr6) : 0);
+	struct tt_slot slot;
 	struct tt_event *e;
-	__u64 written = 0;
-	__u32 ndrops;
 
-	e = tt_reserve(size, &ndrops, &written);
+	e = tt_reserve(size, &slot);
 	if (!e)
 		return;
 	e->ts_ns = bpf_ktime_get_ns();
@@ -46,13 +45,13 @@ static __always_inline void write_tw(struct inet_timewait_sock *tw, struct timer
 	/* Timers run in softirq: the current task means nothing here. */
 	e->pid = 0;
 	e->netns = w->t.netns;
-	e->drops = ndrops;
+	e->drops = slot.drops;
 	e->expires = 0;
 	if (kind == TT_TIMER_START)
 		e->expires = timer->expires - bpf_jiffies64();
 	e->sport = w->t.sport;
 	e->dport = w->t.dport;
-	e->cpu = bpf_get_smp_processor_id();
+	e->cpu = slot.cpu;
 	e->kind = kind;
 	e->family = w->family;
 	e->oldstate = 0;
@@ -61,7 +60,7 @@ static __always_inline void write_tw(struct inet_timewait_sock *tw, struct timer
 	e->ext = ext;
 	e->_pad = 0;
 	tt_put_addrs(e, &w->t, ext);
-	tt_submit(e, written);
+	tt_submit(e, &slot);
 }
 
 static __always_inline int emit_tw(struct timer_list *timer, __u8 kind)

@@ -94,3 +94,39 @@ func parseHZ(r io.Reader) (int, error) {
 	}
 	return 0, errors.New("CONFIG_HZ not found")
 }
+
+// onlineCPUs reads the CPUs that are online, as the kernel lists them in
+// /sys/devices/system/cpu/online.
+func onlineCPUs() ([]int, error) {
+	b, err := os.ReadFile("/sys/devices/system/cpu/online")
+	if err != nil {
+		return nil, fmt.Errorf("listing the online CPUs: %w", err)
+	}
+	cpus, err := parseCPUList(strings.TrimSpace(string(b)))
+	if err != nil {
+		return nil, fmt.Errorf("/sys/devices/system/cpu/online: %w", err)
+	}
+	return cpus, nil
+}
+
+// parseCPUList parses the kernel's CPU list format: "0-3,8,10-11".
+func parseCPUList(s string) ([]int, error) {
+	var cpus []int
+	for part := range strings.SplitSeq(s, ",") {
+		lo, hi, isRange := strings.Cut(part, "-")
+		a, err := strconv.Atoi(lo)
+		if err != nil || a < 0 {
+			return nil, fmt.Errorf("bad CPU list %q", s)
+		}
+		b := a
+		if isRange {
+			if b, err = strconv.Atoi(hi); err != nil || b < a || b-a > 1<<16 {
+				return nil, fmt.Errorf("bad CPU list %q", s)
+			}
+		}
+		for c := a; c <= b; c++ {
+			cpus = append(cpus, c)
+		}
+	}
+	return cpus, nil
+}

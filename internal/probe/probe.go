@@ -35,12 +35,13 @@ type Config struct {
 	Port uint16
 	// Family traces only IPv4 or only IPv6 sockets.
 	Family event.Family
-	// RingBytes is the ring buffer size: a power of two, at least one page.
-	// Default 8 MiB.
+	// RingBytes is the ring buffer memory: a power of two, at least one
+	// page. Default 8 MiB. It is split evenly across one ring per CPU
+	// (each a power of two, at least minRingBytes).
 	RingBytes int
 	// Poll bounds how long a record may wait in the ring buffer before the
 	// reader sees it. The kernel side wakes the reader only when a batch is
-	// waiting (a quarter of the ring), so this is the latency on a quiet
+	// waiting (a quarter of a ring), so this is the latency on a quiet
 	// host. Default 100 ms.
 	Poll time.Duration
 
@@ -88,7 +89,9 @@ type Probe struct {
 	sock    sockstateObjects
 	tw      timewaitObjects
 	links   []link.Link
-	ring    *ring
+	inner   []*ebpf.Map // the per-CPU ring buffers, in CPU order
+	cpus    []int       // the CPU of each ring
+	rings   *rings
 	hz      int
 	stop    sync.Once
 	stopErr error
@@ -101,8 +104,24 @@ type Probe struct {
 	read     uint64
 }
 
-// DefaultRingBytes is the default ring buffer size.
+// DefaultRingBytes is the default ring buffer memory, for all CPUs.
 const DefaultRingBytes = 8 << 20
+
+// minRingBytes is the least a CPU's ring gets, however many CPUs share
+// Config.RingBytes: a burst on one CPU must fit between two polls.
+const minRingBytes = 256 << 10
+
+// ringBytes is the size of each CPU's ring: an even share of total,
+// rounded down to a power of two, at least minRingBytes (or total, if
+// less).
+func ringBytes(total, cpus int) int {
+	share := total / max(cpus, 1)
+	size := 1
+	for size*2 <= share {
+		size *= 2
+	}
+	return max(size, min(minRingBytes, total))
+}
 
 // Open checks the kernel, loads and attaches the programs. The caller must
 // Close the probe.
@@ -124,7 +143,17 @@ func Open(cfg Config) (_ *Probe, err error) {
 		return nil, err
 	}
 
-	p := &Probe{cfg: cfg, hz: kernelHZ()}
+	cpus, err := onlineCPUs()
+	if err != nil {
+		return nil, err
+	}
+	possible, err := ebpf.PossibleCPU()
+	if err != nil {
+		return nil, fmt.Errorf("counting the possible CPUs: %w", err)
+	}
+	ringSize := ringBytes(cfg.RingBytes, len(cpus))
+
+	p := &Probe{cfg: cfg, hz: kernelHZ(), cpus: cpus}
 	defer func() {
 		if err != nil {
 			p.Close()
@@ -135,7 +164,7 @@ func Open(cfg Config) (_ *Probe, err error) {
 		TwHandler:   handler,
 		Netns:       cfg.NetNS,
 		Tgid:        cfg.PID,
-		WakeupBytes: uint32(cfg.RingBytes / 4),
+		WakeupBytes: uint32(ringSize / 4),
 		Port:        cfg.Port,
 		Family:      uint16(cfg.Family),
 	}
@@ -154,7 +183,7 @@ func Open(cfg Config) (_ *Probe, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading embedded BPF object: %w", err)
 	}
-	sockSpec.Maps[sockstateMapEvents].MaxEntries = uint32(cfg.RingBytes)
+	sizeRings(sockSpec.Maps[sockstateMapRings], possible, ringSize)
 	if err := sockSpec.Variables[sockstateVarCfg].Set(kcfg); err != nil {
 		return nil, fmt.Errorf("configuring sockstate: %w", err)
 	}
@@ -166,13 +195,13 @@ func Open(cfg Config) (_ *Probe, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading embedded BPF object: %w", err)
 	}
-	twSpec.Maps["events"].MaxEntries = uint32(cfg.RingBytes)
+	sizeRings(twSpec.Maps[timewaitMapRings], possible, ringSize)
 	if err := twSpec.Variables["cfg"].Set(kcfg); err != nil {
 		return nil, fmt.Errorf("configuring timewait: %w", err)
 	}
 	err = twSpec.LoadAndAssign(&p.tw, &ebpf.CollectionOptions{
 		MapReplacements: map[string]*ebpf.Map{
-			"events":        p.sock.Events,
+			"rings":         p.sock.Rings,
 			"counters":      p.sock.Counters,
 			"target_tuples": p.sock.TargetTuples,
 		},
@@ -187,8 +216,21 @@ func Open(cfg Config) (_ *Probe, err error) {
 		}
 	}
 
+	// One ring buffer per CPU that is online now. A CPU brought online
+	// later finds no ring: the programs count its records as dropped.
+	inner := sockSpec.Maps[sockstateMapRings].InnerMap
+	for _, cpu := range cpus {
+		m, err := ebpf.NewMap(inner)
+		if err != nil {
+			return nil, fmt.Errorf("creating the ring buffer of CPU %d: %w", cpu, permHint(err))
+		}
+		p.inner = append(p.inner, m)
+		if err := p.sock.Rings.Put(uint32(cpu), m); err != nil {
+			return nil, fmt.Errorf("installing the ring buffer of CPU %d: %w", cpu, err)
+		}
+	}
 	// The reader exists before the programs attach, so no record is missed.
-	if p.ring, err = newRing(p.sock.Events); err != nil {
+	if p.rings, err = newRings(p.inner); err != nil {
 		return nil, err
 	}
 	p.onRecord = func(b []byte) {
@@ -214,47 +256,71 @@ func Open(cfg Config) (_ *Probe, err error) {
 	return p, nil
 }
 
+// sizeRings sets the size of the ring buffer array (one slot per possible
+// CPU, as bpf_get_smp_processor_id() counts them) and of each ring.
+func sizeRings(spec *ebpf.MapSpec, possible, ringSize int) {
+	spec.MaxEntries = uint32(possible)
+	spec.InnerMap = spec.InnerMap.Copy()
+	spec.InnerMap.MaxEntries = uint32(ringSize)
+}
+
 // HZ is the kernel's timer frequency (CONFIG_HZ), used to turn jiffies into
 // time; 0 when the kernel config could not be read.
 func (p *Probe) HZ() int { return p.hz }
 
 // Poll waits for records (at most the poll period, unless the kernel
-// wakes it for a full batch) and hands every record waiting to fn, decoded
-// into an Event that is reused: fn must not keep the pointer. It returns
-// the number of records, ErrIdle if there were none, and ErrClosed once
-// Stop was called and everything written before it has been handed over.
+// wakes it for a full batch) and hands every record it may to fn, in
+// timestamp order (see rings), decoded into an Event that is reused: fn
+// must not keep the pointer. It returns the number of records; ErrIdle if
+// there were none and none is waiting (held back, or being written), so
+// the caller may settle what waits for a follow-up record; and ErrClosed
+// once Stop was called and everything written before it has been handed
+// over.
 func (p *Probe) Poll(fn func(*event.Event)) (int, error) {
 	p.fn = fn
 	if p.stopped.Load() {
 		return p.drainAll()
 	}
-	stop, err := p.ring.wait(p.cfg.Poll)
+	stop, err := p.rings.wait(p.cfg.Poll)
 	if err != nil {
 		return 0, err
 	}
 	if stop {
 		return p.drainAll()
 	}
-	n, _ := p.ring.drain(p.onRecord)
-	if n == 0 {
+	n, waiting, busy := p.rings.pass(p.onRecord, false)
+	// A record being written is committed within microseconds, and until
+	// then it holds back every newer record of the other rings: look again
+	// shortly rather than a poll period later.
+	for try := 0; busy && try < 10; try++ {
+		time.Sleep(20 * time.Microsecond)
+		var m int
+		m, waiting, busy = p.rings.pass(p.onRecord, false)
+		n += m
+	}
+	if n == 0 && !waiting {
 		return 0, ErrIdle
 	}
 	return n, nil
 }
 
 // drainAll reads what is left after Stop. A record reserved before the
-// programs were detached may still be being written: wait for it briefly.
+// programs were detached may still be being written, and it holds back
+// everything newer: wait for it (at most a second), then hand over the
+// rest.
 func (p *Probe) drainAll() (int, error) {
 	total := 0
 	deadline := time.Now().Add(time.Second)
 	for {
-		n, busy := p.ring.drain(p.onRecord)
+		n, _, busy := p.rings.pass(p.onRecord, false)
 		total += n
 		if !busy || time.Now().After(deadline) {
-			return total, ErrClosed
+			break
 		}
 		time.Sleep(time.Millisecond)
 	}
+	n, _, _ := p.rings.pass(p.onRecord, true)
+	return total + n, ErrClosed
 }
 
 // Stop detaches the programs, so no new records arrive, and makes Poll
@@ -267,31 +333,42 @@ func (p *Probe) Stop() error {
 			errs = append(errs, l.Close())
 		}
 		p.stopped.Store(true)
-		if p.ring != nil {
-			errs = append(errs, p.ring.stop())
+		if p.rings != nil {
+			errs = append(errs, p.rings.stop())
 		}
 		p.stopErr = errors.Join(errs...)
 	})
 	return p.stopErr
 }
 
-// counters sums the kernel side's per-CPU record counters.
-func (p *Probe) counters() (dropped, written uint64, err error) {
+// counters sums the kernel side's per-CPU record counters, and returns
+// the drops of each CPU (nil when there were none).
+func (p *Probe) counters() (dropped, written uint64, byCPU []uint64, err error) {
 	var perCPU []sockstateTtCounters
 	if err := p.sock.Counters.Lookup(uint32(0), &perCPU); err != nil {
-		return 0, 0, fmt.Errorf("reading record counters: %w", err)
+		return 0, 0, nil, fmt.Errorf("reading record counters: %w", err)
 	}
 	for _, c := range perCPU {
 		dropped += c.Dropped
 		written += c.Written
 	}
-	return dropped, written, nil
+	if dropped > 0 {
+		byCPU = make([]uint64, len(perCPU))
+		for cpu, c := range perCPU {
+			byCPU[cpu] = c.Dropped
+		}
+	}
+	return dropped, written, byCPU, nil
 }
 
 // Loss counts what the kernel never recorded.
 type Loss struct {
-	// RingFull: records not written because the ring buffer was full.
+	// RingFull: records not written because a ring buffer was full.
 	RingFull uint64
+	// RingFullByCPU splits RingFull by CPU, each CPU having its own ring
+	// buffer (nil when RingFull is 0). A CPU brought online after Open has
+	// no ring: all its records count here.
+	RingFullByCPU []uint64
 	// Transitions: state changes the kernel skipped because the program
 	// was already running on that CPU and the fallback program was too.
 	Transitions uint64
@@ -314,7 +391,7 @@ func (l Loss) Total() uint64 { return l.RingFull + l.Transitions }
 func (p *Probe) Loss() (Loss, error) {
 	var l Loss
 	var err error
-	if l.RingFull, l.Written, err = p.counters(); err != nil {
+	if l.RingFull, l.Written, l.RingFullByCPU, err = p.counters(); err != nil {
 		return l, err
 	}
 	l.Read = p.read
@@ -346,8 +423,11 @@ func (p *Probe) Close() error {
 	}
 	p.closed = true
 	errs := []error{p.Stop()}
-	if p.ring != nil {
-		errs = append(errs, p.ring.close())
+	if p.rings != nil {
+		errs = append(errs, p.rings.close())
+	}
+	for _, m := range p.inner {
+		errs = append(errs, m.Close())
 	}
 	errs = append(errs, p.tw.Close(), p.sock.Close())
 	return errors.Join(errs...)

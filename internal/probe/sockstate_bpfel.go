@@ -120,7 +120,7 @@ type sockstateTtTuple struct {
 const (
 	sockstateMapCounters          = "counters"
 	sockstateMapCpuState          = "cpu_state"
-	sockstateMapEvents            = "events"
+	sockstateMapRings             = "rings"
 	sockstateMapTargetPorts       = "target_ports"
 	sockstateMapTargetSocks       = "target_socks"
 	sockstateMapTargetTuples      = "target_tuples"
@@ -182,7 +182,7 @@ type sockstateProgramSpecs struct {
 type sockstateMapSpecs struct {
 	Counters     *ebpf.MapSpec `ebpf:"counters"`
 	CpuState     *ebpf.MapSpec `ebpf:"cpu_state"`
-	Events       *ebpf.MapSpec `ebpf:"events"`
+	Rings        *ebpf.MapSpec `ebpf:"rings"`
 	TargetPorts  *ebpf.MapSpec `ebpf:"target_ports"`
 	TargetSocks  *ebpf.MapSpec `ebpf:"target_socks"`
 	TargetTuples *ebpf.MapSpec `ebpf:"target_tuples"`
@@ -218,7 +218,7 @@ func (o *sockstateObjects) Close() error {
 type sockstateMaps struct {
 	Counters     *ebpf.Map `ebpf:"counters"`
 	CpuState     *ebpf.Map `ebpf:"cpu_state"`
-	Events       *ebpf.Map `ebpf:"events"`
+	Rings        *ebpf.Map `ebpf:"rings"`
 	TargetPorts  *ebpf.Map `ebpf:"target_ports"`
 	TargetSocks  *ebpf.Map `ebpf:"target_socks"`
 	TargetTuples *ebpf.Map `ebpf:"target_tuples"`
@@ -228,7 +228,7 @@ func (m *sockstateMaps) Close() error {
 	return _SockstateClose(
 		m.Counters,
 		m.CpuState,
-		m.Events,
+		m.Rings,
 		m.TargetPorts,
 		m.TargetSocks,
 		m.TargetTuples,

@@ -17,7 +17,7 @@ import (
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
 	timewaitMapCounters       = "counters"
-	timewaitMapEvents         = "events"
+	timewaitMapRings          = "rings"
 	timewaitMapTargetTuples   = "target_tuples"
 	timewaitProgOnTimerCancel = "on_timer_cancel"
 	timewaitProgOnTimerExpire = "on_timer_expire"
@@ -77,7 +77,7 @@ type timewaitProgramSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type timewaitMapSpecs struct {
 	Counters     *ebpf.MapSpec `ebpf:"counters"`
-	Events       *ebpf.MapSpec `ebpf:"events"`
+	Rings        *ebpf.MapSpec `ebpf:"rings"`
 	TargetTuples *ebpf.MapSpec `ebpf:"target_tuples"`
 }
 
@@ -109,14 +109,14 @@ func (o *timewaitObjects) Close() error {
 // It can be passed to loadTimewaitObjects or ebpf.CollectionSpec.LoadAndAssign.
 type timewaitMaps struct {
 	Counters     *ebpf.Map `ebpf:"counters"`
-	Events       *ebpf.Map `ebpf:"events"`
+	Rings        *ebpf.Map `ebpf:"rings"`
 	TargetTuples *ebpf.Map `ebpf:"target_tuples"`
 }
 
 func (m *timewaitMaps) Close() error {
 	return _TimewaitClose(
 		m.Counters,
-		m.Events,
+		m.Rings,
 		m.TargetTuples,
 	)
 }

@@ -149,6 +149,8 @@ func reportHeader(b *strings.Builder, r *report.Report) {
 			cause := "ring buffer full"
 			if r.Loss.RingFull == 0 {
 				cause = "kernel skipped them"
+			} else if by := ringFullByCPU(r.Loss.RingFullByCPU); by != "" {
+				cause += ": " + by
 			}
 			why = append(why, fmt.Sprintf("%s records dropped (%s)", human.Grouped(r.Dropped), cause))
 		}
@@ -705,4 +707,15 @@ func reportPluralES(n int) string {
 		return ""
 	}
 	return "es"
+}
+
+// ringFullByCPU names the CPUs whose ring buffer overflowed: "CPU 0 12, CPU 3 4".
+func ringFullByCPU(byCPU []uint64) string {
+	var parts []string
+	for cpu, n := range byCPU {
+		if n > 0 {
+			parts = append(parts, fmt.Sprintf("CPU %d %s", cpu, human.Grouped(n)))
+		}
+	}
+	return strings.Join(parts, ", ")
 }

@@ -512,3 +512,25 @@ func TestReportWriteErrors(t *testing.T) {
 		t.Error("WriteReportJSON hid a write error")
 	}
 }
+
+// TestReportRingFullByCPU: with a ring buffer per CPU, the warning names
+// the CPUs whose ring overflowed, and the JSON carries the split.
+func TestReportRingFullByCPU(t *testing.T) {
+	r := clientExhaustion()
+	r.Loss.RingFull, r.Loss.RingFullByCPU = 1234, []uint64{1200, 0, 34}
+	var b bytes.Buffer
+	if err := WriteReportText(&b, r); err != nil {
+		t.Fatal(err)
+	}
+	text := strings.Join(strings.Fields(b.String()), " ") // the warning is wrapped
+	if want := "1,234 records dropped (ring buffer full: CPU 0 1,200, CPU 2 34)"; !strings.Contains(text, want) {
+		t.Errorf("report lacks %q:\n%s", want, b.String())
+	}
+	b.Reset()
+	if err := WriteReportJSON(&b, r); err != nil {
+		t.Fatal(err)
+	}
+	if want := `"ring_full_by_cpu":[1200,0,34]`; !strings.Contains(b.String(), want) {
+		t.Errorf("JSON report lacks %s:\n%s", want, b.String())
+	}
+}

@@ -70,6 +70,9 @@ type Scope struct {
 type Loss struct {
 	// RingFull: the ring buffer was full (the reader fell behind).
 	RingFull uint64 `json:"ring_full"`
+	// RingFullByCPU splits RingFull by CPU (index), each CPU having its own
+	// ring buffer; absent when nothing was dropped.
+	RingFullByCPU []uint64 `json:"ring_full_by_cpu,omitempty"`
 	// Recursion: the kernel skipped a transition because tcptrace's program
 	// was already running on that CPU (an interrupt arrived while it ran)
 	// and the fallback program was busy too.

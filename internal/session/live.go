@@ -204,7 +204,7 @@ func (s *liveSource) loss() report.Loss {
 	if err != nil {
 		return report.Loss{}
 	}
-	return report.Loss{RingFull: l.RingFull, Recursion: l.Transitions, Rescued: l.Rescued,
+	return report.Loss{RingFull: l.RingFull, RingFullByCPU: l.RingFullByCPU, Recursion: l.Transitions, Rescued: l.Rescued,
 		TimerMisses: l.TimerMisses, Written: l.Written, Read: l.Read}
 }
 
