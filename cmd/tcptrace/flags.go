@@ -60,7 +60,7 @@ func parseFlags(args []string, stdout io.Writer) (session.Options, error) {
 	fs.BoolVarP(&o.Quiet, "quiet", "q", false, "no status line while tracing")
 	fs.DurationVar(&o.CloseWaitThreshold, "close-wait-threshold", 30*time.Second, "report CLOSE_WAIT sockets at least this old as leaked")
 	fs.IntVar(&o.MaxSockets, "max-sockets", 1_000_000, "most sockets tracked at once (about 120 bytes each); the oldest are evicted past it")
-	ringMiB := fs.Int("ring-size", 8, "BPF ring buffer size in MiB (a power of two)")
+	ringMiB := fs.Int("ring-size", 8, "BPF ring buffer memory in MiB, split across one ring per CPU (a power of two)")
 	fs.StringVar(&o.ReadyFile, "ready-file", "", "create this file once tracing has started")
 	_ = fs.MarkHidden("ready-file")
 	// For scripts/breakdown.sh, which measures what each part of tcptrace

@@ -44,7 +44,7 @@ type Options struct {
 	CloseWaitThreshold time.Duration
 	// MaxSockets caps the full sockets tracked.
 	MaxSockets int
-	// RingBytes is the BPF ring buffer size.
+	// RingBytes is the BPF ring buffer memory, split across the CPUs.
 	RingBytes int
 	// ReadyFile, if set, is created once the probe is attached (for tests
 	// and scripts that must not start traffic earlier).
