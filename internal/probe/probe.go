@@ -304,6 +304,13 @@ func (p *Probe) Poll(fn func(*event.Event)) (int, error) {
 	return n, nil
 }
 
+// Through returns a time (CLOCK_MONOTONIC ns) up to which the stream is
+// complete: every record stamped before it has been handed to Poll's fn.
+// Records are held back briefly to merge the CPUs' rings in order, so
+// something measured at a time (a census) matches the stream only once
+// Through has passed that time.
+func (p *Probe) Through() uint64 { return p.rings.through }
+
 // drainAll reads what is left after Stop. A record reserved before the
 // programs were detached may still be being written, and it holds back
 // everything newer: wait for it (at most a second), then hand over the

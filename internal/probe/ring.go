@@ -61,6 +61,8 @@ type rings struct {
 	evs    []unix.EpollEvent
 	heap   []int32 // shard indices, for the merge
 	clock  func() uint64
+	// through: every record stamped before it has been handed over.
+	through uint64
 	closer []func() error
 }
 
@@ -210,6 +212,9 @@ func (r *rings) pass(fn func([]byte), all bool) (n int, waiting, busy bool) {
 		limit = math.MaxUint64
 	}
 	n = r.merge(limit, fn)
+	// What is left has keys (so timestamps) of limit or more, and what
+	// comes later is newer than the floors.
+	r.through = max(r.through, limit)
 	for i := range r.shards {
 		s := &r.shards[i]
 		s.release()

@@ -143,8 +143,8 @@ func TestRingsHoldBack(t *testing.T) {
 	if len(got) != 0 || !waiting || !busy {
 		t.Fatalf("pass 1: handed over %v, waiting %v busy %v; want nothing, waiting, busy", got, waiting, busy)
 	}
-	if a.cons != 0 {
-		t.Errorf("pass 1: consumer position %d moved past records held back", a.cons)
+	if a.cons != 0 || r.through != 0 {
+		t.Errorf("pass 1: consumer position %d moved past records held back, or complete through %d", a.cons, r.through)
 	}
 
 	now = 30*ms + holdBackNs/2 // record 2 committed; record 4 is old enough
@@ -153,6 +153,9 @@ func TestRingsHoldBack(t *testing.T) {
 	_, waiting, busy = r.pass(collect(&got), false)
 	if want := []int{1, 2, 3, 4}; !slices.Equal(got, want) || busy || waiting {
 		t.Fatalf("pass 2: handed over %v, waiting %v busy %v; want %v, nothing waiting", got, waiting, busy, want)
+	}
+	if want := now - holdBackNs; r.through != want {
+		t.Errorf("pass 2: complete through %d, want %d", r.through, want)
 	}
 
 	now = 31*ms + holdBackNs/2 // record 5 is too new

@@ -286,15 +286,19 @@ func (s *liveSource) loop(ctx context.Context, in engine.Input, c *censusLoop) e
 
 	next := time.Now().Add(s.opts.Interval)
 	feed := in.Event
+	var pending *engine.Census
 	for {
-		// A census that finished before this poll began is applied after
-		// it: the poll reads every record written before the dump began.
-		pending := c.result()
+		// A census is applied once the stream has caught up with it:
+		// every record written before the dump began has been read.
+		if pending == nil {
+			pending = c.result()
+		}
 		// Poll hands over every record waiting, in one batch: the tick
 		// and the census run between batches, never per record.
 		_, err := s.probe.Poll(feed)
-		if pending != nil {
+		if pending != nil && s.probe.Through() >= pending.TakenNs {
 			in.Census(pending)
+			pending = nil
 		}
 		switch {
 		case err == nil:
