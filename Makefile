@@ -54,6 +54,7 @@ progcost: build ## Kernel time per BPF program during a loopback storm (bpf_stat
 fuzz: ## Fuzz the decoders of outside bytes for a while each
 	$(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime 30s ./internal/probe
 	$(GO) test -run '^$$' -fuzz FuzzReadNetstat -fuzztime 30s ./internal/hostinfo
+	$(GO) test -run '^$$' -fuzz FuzzText -fuzztime 30s ./internal/safe
 
 vet: ## go vet
 	$(GO) vet ./...

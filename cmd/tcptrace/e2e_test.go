@@ -6,13 +6,20 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+	"unicode/utf8"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/tcptrace/tcptrace/internal/event"
 	"github.com/tcptrace/tcptrace/internal/testnet"
@@ -243,5 +250,136 @@ func TestEventsTextAndBadInput(t *testing.T) {
 	if !errors.As(err, &ee) || ee.ExitCode() != 2 || strings.Contains(stderr.String(), "goroutine") ||
 		!strings.Contains(stderr.String(), "unknown flag") || strings.Contains(stderr.String(), "Usage:") {
 		t.Errorf("unknown flag: %v, stderr %q; want exit 2 with the error and the --help hint, no usage text, no stack trace", err, stderr.String())
+	}
+}
+
+// hostileComm is the name the helper process gives itself: a screen
+// clear and a colour change (14 bytes; comm holds 15).
+const hostileComm = "x\x1b[2J\x1b[31mEVIL"
+
+// hostileArgs are the helper's command-line arguments: an OSC 52
+// clipboard write, a screen clear with a forged prompt on a new line, an
+// invalid byte, and valid UTF-8 that must come out as it is.
+var hostileArgs = []string{"\x1b]52;c;cm0gLXJmIC8K\x07", "\x1b[2J\nroot#", "\xff", "ÿ中文"}
+
+// TestHostileNameHelper is not a test: TestHostileProcessName runs the test
+// binary as a process that renames itself to hostileComm, makes three
+// connections to its own listener from the renamed thread, closes their
+// client ends and holds the accepted ends in CLOSE_WAIT until stdin closes.
+func TestHostileNameHelper(t *testing.T) {
+	if os.Getenv("TCPTRACE_TEST_HOSTILE") == "" {
+		return // run only as the helper process of TestHostileProcessName
+	}
+	// The kernel names the task in the connect() and close() system
+	// calls: this thread. /proc/PID/comm, which owner resolution reads,
+	// is the main thread's, which /proc/self/comm renames.
+	runtime.LockOSThread()
+	name := append([]byte(hostileComm), 0)
+	if err := unix.Prctl(unix.PR_SET_NAME, uintptr(unsafe.Pointer(&name[0])), 0, 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile("/proc/self/comm", []byte(hostileComm), 0); err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var held []net.Conn
+	for range 3 {
+		c, err := net.Dial("tcp4", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := ln.Accept()
+		if err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, s)
+		c.Close()
+	}
+	fmt.Println("holding")
+	_, _ = io.Copy(io.Discard, os.Stdin)
+	for _, s := range held {
+		s.Close()
+	}
+}
+
+// TestHostileProcessName: a process named with escape sequences, with a
+// command line full of them, connects and leaks CLOSE_WAIT sockets while
+// tcptrace -e and tcptrace (report) run. Neither text output may hold a
+// raw ESC, BEL or other control character; both show the name escaped.
+func TestHostileProcessName(t *testing.T) {
+	ns := testnet.New(t)
+	events := startTcptrace(t, ns, "-e")
+	rep := startTcptrace(t, ns, "-q", "--close-wait-threshold", "0s")
+
+	helper := ns.Command(os.Args[0], append([]string{"-test.run=^TestHostileNameHelper$", "--"}, hostileArgs...)...)
+	helper.Env = append(os.Environ(), "TCPTRACE_TEST_HOSTILE=1")
+	stdin, err := helper.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := helper.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	helper.Stderr = os.Stderr
+	if err := helper.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		stdin.Close()
+		_ = helper.Wait()
+	})
+	said := make(chan string, 1)
+	go func() {
+		s, _ := bufio.NewReader(out).ReadString('\n')
+		said <- s
+	}()
+	select {
+	case s := <-said:
+		if s != "holding\n" {
+			t.Fatalf("helper said %q", s)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("helper did not make its connections")
+	}
+	// The helper holds its three accepted sockets in CLOSE_WAIT; the
+	// client ends are orphans waiting for a FIN that never comes.
+	ns.Settle(t, event.CloseWait, event.FinWait2, event.Listen)
+
+	for _, tt := range []*started{events, rep} {
+		if code := tt.stop(t); code != 0 {
+			t.Fatalf("exit %d; stderr: %s", code, tt.stderr.String())
+		}
+	}
+	const escaped = `x\x1b[2J\x1b[31mEVIL`
+	for _, o := range []struct {
+		what string
+		text string
+		want []string
+	}{
+		{"tcptrace -e", events.stdout.String(), []string{escaped + " "}},
+		{"the report", rep.stdout.String(), []string{
+			escaped + " (pid ",    // summary and advice
+			"  " + escaped + "  ", // CLOSE_WAIT tables
+			// The command line in the advice's evidence (wrapped at spaces).
+			`\x1b]52;c;cm0gLXJmIC8K\x07`, `\x1b[2J\x0aroot#`, ` \xff `, `ÿ中文"`,
+		}},
+	} {
+		if i := strings.IndexFunc(o.text, func(r rune) bool {
+			return r < 0x20 && r != '\n' || r == 0x7f || r >= 0x80 && r <= 0x9f || r == utf8.RuneError
+		}); i >= 0 {
+			t.Errorf("%s holds a raw control character or invalid UTF-8 at byte %d:\n%q", o.what, i, o.text)
+		}
+		for _, w := range o.want {
+			if !strings.Contains(o.text, w) {
+				t.Errorf("%s does not show %q:\n%s", o.what, w, o.text)
+			}
+		}
+	}
+	if n := strings.Count(events.stdout.String(), escaped); n < 6 {
+		t.Errorf("tcptrace -e names the helper %d times, want its 3 connect()s and 3 close()s:\n%s", n, events.stdout.String())
 	}
 }

@@ -25,6 +25,7 @@ import (
 	"github.com/tcptrace/tcptrace/internal/hostinfo"
 	"github.com/tcptrace/tcptrace/internal/human"
 	"github.com/tcptrace/tcptrace/internal/report"
+	"github.com/tcptrace/tcptrace/internal/safe"
 )
 
 // Severities of advice. A warning is something measured that hurts or is
@@ -483,7 +484,7 @@ func (a *advisor) closeWaitLeaks() {
 		if p.PID != 0 || p.Comm != "" {
 			who = fmt.Sprintf("%s (pid %d", orUnknown(p.Comm), p.PID)
 			if p.Cmdline != "" && p.Cmdline != p.Comm {
-				who += ", " + strconv.Quote(truncate(p.Cmdline, reasonCmdline))
+				who += ", " + safe.Quote(truncate(p.Cmdline, reasonCmdline))
 			}
 			who += ")"
 			name = orUnknown(p.Comm)
@@ -725,9 +726,12 @@ func truncate(s string, n int) string {
 	return s[:n] + "..."
 }
 
+// orUnknown is a process name for a reason or a recommendation, escaped
+// (safe.Text): any process can name itself escape sequences, and a reason
+// is printed to terminals. Evidence keeps the name as it is.
 func orUnknown(s string) string {
 	if s == "" {
 		return "unknown"
 	}
-	return s
+	return safe.Text(s)
 }

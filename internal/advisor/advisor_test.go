@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/tcptrace/tcptrace/internal/report"
 )
@@ -630,5 +631,31 @@ func TestTruncate(t *testing.T) {
 	}
 	if got := truncate("short", 10); got != "short" {
 		t.Errorf("truncate(short) = %q", got)
+	}
+}
+
+// TestAdviseHostileNames: a reason and a recommendation are sentences
+// printed to terminals, so the process name and command line in them are
+// escaped; the evidence keeps them exact, for programs.
+func TestAdviseHostileNames(t *testing.T) {
+	const comm = "x\x1b[2J\x1b[31mEVIL"
+	const cmdline = "srv \x1b]52;c;cm0gLXJmIC8K\x07 \"q\" \xff ÿ中文"
+	r := quiet()
+	r.CloseWait.Current = 1
+	r.CloseWait.ByProcess = []report.LeakOwner{{PID: 7, Comm: comm, Cmdline: cmdline, Count: 1, OldestS: 60, Lports: []int{80}}}
+	a := find(t, Advise(r), IDCloseWaitLeak)
+	for what, s := range map[string]string{"reason": a.Reason, "recommended": a.Recommended} {
+		if strings.ContainsAny(s, "\x1b\x07") || !utf8.ValidString(s) {
+			t.Errorf("%s holds raw control characters or invalid UTF-8: %q", what, s)
+		}
+		if !strings.Contains(s, `x\x1b[2J\x1b[31mEVIL`) {
+			t.Errorf("%s does not name the process escaped: %q", what, s)
+		}
+	}
+	if want := `(pid 7, "srv \x1b]52;c;cm0gLXJmIC8K\x07 \"q\" \xff ÿ中文")`; !strings.Contains(a.Reason, want) {
+		t.Errorf("reason %q lacks the quoted, escaped command line %s", a.Reason, want)
+	}
+	if a.Evidence["comm"] != comm || a.Evidence["cmdline"] != cmdline {
+		t.Errorf("evidence %v: want comm and cmdline exactly as given", a.Evidence)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/tcptrace/tcptrace/internal/event"
+	"github.com/tcptrace/tcptrace/internal/safe"
 )
 
 // Clock turns the kernel's CLOCK_MONOTONIC timestamps into wall-clock time.
@@ -121,7 +122,9 @@ func (ew *EventWriter) appendText(ev *event.Event) {
 	b = pad(b, start, 8)
 	start = len(b)
 	if len(comm) > 0 {
-		b = append(b, comm...)
+		// Any process names itself what it likes: escape what the
+		// terminal would act on.
+		b = safe.AppendText(b, comm)
 	} else {
 		b = append(b, '-')
 	}
@@ -227,7 +230,7 @@ func (ew *EventWriter) appendJSON(ev *event.Event) {
 	b = append(b, `","pid":`...)
 	b = strconv.AppendUint(b, uint64(pid), 10)
 	b = append(b, `,"comm":`...)
-	b = appendJSONString(b, comm)
+	b = safe.AppendJSON(b, comm)
 	b = append(b, `,"pid_source":"`...)
 	b = append(b, src...)
 	b = append(b, `","netns":`...)
@@ -288,22 +291,4 @@ func appendAddr(b []byte, addrKey, portKey string, ap netip.AddrPort) []byte {
 
 func appendFloat(b []byte, f float64) []byte {
 	return strconv.AppendFloat(b, f, 'f', -1, 64)
-}
-
-// appendJSONString quotes s for JSON. comm is attacker-controlled (a
-// process can name itself anything), so every byte is escaped correctly.
-func appendJSONString(b []byte, s []byte) []byte {
-	const hex = "0123456789abcdef"
-	b = append(b, '"')
-	for _, c := range s {
-		switch {
-		case c == '"' || c == '\\':
-			b = append(b, '\\', c)
-		case c < 0x20 || c >= 0x7f:
-			b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
-		default:
-			b = append(b, c)
-		}
-	}
-	return append(b, '"')
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/tcptrace/tcptrace/internal/human"
 	"github.com/tcptrace/tcptrace/internal/report"
+	"github.com/tcptrace/tcptrace/internal/safe"
 )
 
 // WriteReportJSON writes r as one line of JSON ending in "\n", the last
@@ -104,7 +105,7 @@ func WriteReportText(w io.Writer, r *report.Report) error {
 	reportPortExhaustion(&b, r)
 	reportSettings(&b, r)
 	reportRecommendations(&b, r)
-	if _, err := io.WriteString(w, b.String()); err != nil {
+	if _, err := io.WriteString(w, reportSafeLines(b.String())); err != nil {
 		return fmt.Errorf("write report: %w", err)
 	}
 	return nil
@@ -141,7 +142,7 @@ func reportHeader(b *strings.Builder, r *report.Report) {
 	line = append(line, fmt.Sprintf("%s events, %s dropped", human.Count(r.Events), human.Count(r.Dropped)))
 	fmt.Fprintf(b, "%s\n", strings.Join(line, ", "))
 	if c := r.Command; c != nil {
-		fmt.Fprintf(b, "command: %s (exit code %d)\n", strings.Join(c.Argv, " "), c.ExitCode)
+		fmt.Fprintf(b, "command: %s (exit code %d)\n", safe.Text(strings.Join(c.Argv, " ")), c.ExitCode)
 	}
 	if !r.Complete {
 		var why []string
@@ -360,8 +361,8 @@ func reportCloseWait(b *strings.Builder, r *report.Report) {
 		for i, l := range p.Lports {
 			ports[i] = strconv.Itoa(l)
 		}
-		t.row(strconv.Itoa(p.PID), reportDash(p.Comm), human.Count(p.Count), human.Seconds(p.OldestS),
-			reportDash(strings.Join(ports, ",")), reportDash(reportClip(p.Cmdline, cmdlineWidth)))
+		t.row(strconv.Itoa(p.PID), reportName(p.Comm), human.Count(p.Count), human.Seconds(p.OldestS),
+			reportDash(strings.Join(ports, ",")), reportDash(reportClip(safe.Text(p.Cmdline), cmdlineWidth)))
 	}
 	t.write(b, "  ")
 	b.WriteString("  leaked sockets, oldest first (AGE \">\": there before tracing began, at least that old):\n")
@@ -374,7 +375,7 @@ func reportCloseWait(b *strings.Builder, r *report.Report) {
 		if l.Preexisting {
 			age = ">" + age
 		}
-		t.row(strconv.Itoa(l.PID), reportDash(l.Comm), reportHostPort(l.Laddr, l.Lport), reportHostPort(l.Raddr, l.Rport), age)
+		t.row(strconv.Itoa(l.PID), reportName(l.Comm), reportHostPort(l.Laddr, l.Lport), reportHostPort(l.Raddr, l.Rport), age)
 	}
 	t.write(b, "    ")
 	if n := len(cw.Leaked) - maxLeakLines; n > 0 {
@@ -515,14 +516,16 @@ func reportRecommendations(b *strings.Builder, r *report.Report) {
 				conf = append(conf, a)
 			}
 		}
-		head := fmt.Sprintf("%d. [%s] %s: %s", i+1, a.Severity, a.ID, what)
+		// The advisor quotes process names and command lines in what it
+		// says: escape, as everywhere a name is printed.
+		head := safe.Text(fmt.Sprintf("%d. [%s] %s: %s", i+1, a.Severity, a.ID, what))
 		if a.Sysctl != "" {
 			// One line, so that a value ("1024 65535") is never split.
 			fmt.Fprintf(b, "  %s\n", head)
 		} else {
 			reportWrapHanging(b, head, "  ", "     ")
 		}
-		reportWrap(b, a.Reason, "     ")
+		reportWrap(b, safe.Text(a.Reason), "     ")
 		if ev := reportEvidence(a.Evidence); ev != "" {
 			reportWrap(b, "evidence: "+ev, "     ")
 		}
@@ -561,9 +564,9 @@ func reportEvidenceValue(v any) string {
 	switch x := v.(type) {
 	case string:
 		if x == "" || strings.ContainsAny(x, " \t") {
-			return strconv.Quote(x)
+			return safe.Quote(x)
 		}
-		return x
+		return safe.Text(x)
 	case float64:
 		return strconv.FormatFloat(x, 'f', -1, 64)
 	case float32:
@@ -676,15 +679,41 @@ func reportHostPort(addr string, port int) string {
 	return net.JoinHostPort(addr, strconv.Itoa(port))
 }
 
-// reportOwner names a process as "nginx (pid 123)".
+// reportOwner names a process as "nginx (pid 123)", its name escaped.
 func reportOwner(pid int, comm string) string {
 	if pid == 0 && comm == "" {
 		return "an unknown process"
 	}
-	return fmt.Sprintf("%s (pid %d)", cmp.Or(comm, "?"), pid)
+	return fmt.Sprintf("%s (pid %d)", cmp.Or(safe.Text(comm), "?"), pid)
 }
 
 func reportDash(s string) string { return cmp.Or(s, "-") }
+
+// reportName is a process name for a table cell: escaped, "-" if unknown.
+func reportName(comm string) string { return reportDash(safe.Text(comm)) }
+
+// reportSafeLines escapes, line by line, anything in the finished report
+// that a terminal would act on. Every outside string is escaped where it
+// is printed already (so a newline in a name cannot forge a line); this
+// pass guarantees it for any string a future section forgets, or that a
+// crafted capture file brings in (kernel release, sysctl values).
+func reportSafeLines(text string) string {
+	lines := strings.SplitAfter(text, "\n")
+	changed := false
+	for i, l := range lines {
+		body, nl := strings.CutSuffix(l, "\n")
+		if e := safe.Text(body); e != body {
+			if nl {
+				e += "\n"
+			}
+			lines[i], changed = e, true
+		}
+	}
+	if !changed {
+		return text
+	}
+	return strings.Join(lines, "")
+}
 
 // reportClip shortens s to n runes, marking the cut.
 func reportClip(s string, n int) string {

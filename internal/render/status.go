@@ -6,6 +6,7 @@ import (
 
 	"github.com/tcptrace/tcptrace/internal/engine"
 	"github.com/tcptrace/tcptrace/internal/human"
+	"github.com/tcptrace/tcptrace/internal/safe"
 )
 
 // StatusLine is the one-line summary printed every interval while tracing,
@@ -25,5 +26,7 @@ func StatusLine(elapsed time.Duration, p engine.Sample, timeWaitPeak int64) stri
 	if p.Dropped > 0 {
 		s += fmt.Sprintf(" | DROPPED %d", p.Dropped)
 	}
-	return s
+	// Nothing from outside is in the line today; should a process name
+	// join it, it cannot reach the terminal raw.
+	return safe.Text(s)
 }
