@@ -530,38 +530,46 @@ func (a *advisor) closeWaitLeaks() {
 	}
 }
 
-// maxTwBuckets: the table overflowed, so some connections skipped
-// TIME_WAIT. Raise the limit; lowering it is never the advice.
+// maxTwBuckets: the table overflowed, so some closes got no mini-socket.
+// Raise the limit; lowering it is never the advice. tcp_max_tw_buckets
+// bounds every mini-socket (inet_twsk_alloc counts TIME_WAIT and FIN_WAIT2
+// orphans alike), so both populations count against it.
 func (a *advisor) maxTwBuckets() {
 	overflow := a.r.Netstat["TCPTimeWaitOverflow"]
 	if overflow == 0 {
 		return
 	}
+	twPeak, orphanPeak := a.r.TimeWait.Peak, a.r.FinWait2Orphans.Peak
 	cur := a.r.Sysctl[hostinfo.MaxTwBuckets]
 	n, ok := a.s.Int(hostinfo.MaxTwBuckets)
 	var rec int64
 	if ok && n > 0 {
 		rec = 2 * int64(n)
 	} else {
-		// Unknown limit: room for twice the population seen, and no less
-		// than the default of a host with a few GB of memory.
-		rec = max(262144, 2*a.r.TimeWait.Peak)
+		// Unknown limit: room for twice the mini-sockets seen, and no
+		// less than the default of a host with a few GB of memory.
+		rec = max(262144, 2*(twPeak+orphanPeak))
 	}
 	limit := ""
 	if cur != "" {
 		limit = "tcp_max_tw_buckets = " + cur + "; "
 	}
+	peaks := "peak seen " + human.Grouped(twPeak)
+	if orphanPeak > 0 {
+		peaks = fmt.Sprintf("peaks seen: %s TIME_WAIT, %s FIN_WAIT2 orphans, which count against it too",
+			human.Grouped(twPeak), human.Grouped(orphanPeak))
+	}
 	reason := fmt.Sprintf("TCPTimeWaitOverflow grew by %s while tracing: the TIME_WAIT table was full (%s"+
-		"peak seen %s), so %s closing connection%s skipped TIME_WAIT, and a late packet of one of them "+
+		"%s), so %s closing connection%s skipped TIME_WAIT (or the FIN_WAIT2 orphan state), and a late packet of one of them "+
 		"can be taken for part of a new connection on the same ports (the kernel logs \"time wait bucket "+
 		"table overflow\"). Raise the limit to %d if memory allows (about %d bytes each: %s at most); never "+
-		"lower it.", human.Grouped(int64(overflow)), limit, human.Grouped(a.r.TimeWait.Peak), human.Grouped(int64(overflow)),
+		"lower it.", human.Grouped(int64(overflow)), limit, peaks, human.Grouped(int64(overflow)),
 		plural(int(overflow)), rec, twSockBytes, megabytes(rec*twSockBytes))
 	a.add(report.Advice{
 		ID: IDMaxTwBuckets, Severity: Warning, Sysctl: hostinfo.MaxTwBuckets, Current: cur,
 		Recommended: strconv.FormatInt(rec, 10), Reason: reason,
 		Evidence: map[string]any{
-			"time_wait_overflow": overflow, "time_wait_peak": a.r.TimeWait.Peak,
+			"time_wait_overflow": overflow, "time_wait_peak": twPeak, "orphans_peak": orphanPeak,
 			"tcp_max_tw_buckets": cur, "memory_bytes_at_recommended": rec * twSockBytes,
 		},
 	})

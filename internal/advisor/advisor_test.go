@@ -472,6 +472,26 @@ func TestAdvise(t *testing.T) {
 			want:   []string{IDMaxTwBuckets}, // no myth: 120 TIME_WAIT sockets are not notable
 			checks: []check{setTo(IDMaxTwBuckets, "net.ipv4.tcp_max_tw_buckets", "", "262144")},
 		},
+		{
+			// The limit bounds every mini-socket, orphans included
+			// (inet_twsk_alloc): with the limit unknown, room for twice
+			// both populations.
+			name: "overflow with orphans filling the table, limit unknown",
+			mutate: func(r *report.Report) {
+				delete(r.Sysctl, "net.ipv4.tcp_max_tw_buckets")
+				r.Netstat["TCPTimeWaitOverflow"] = 10
+				r.TimeWait.Peak = 100000
+				r.FinWait2Orphans.Peak = 90000
+				r.FinWait2Orphans.Current = 90000
+				r.FinWait2Orphans.Created = 90000
+			},
+			want: []string{IDMaxTwBuckets, IDFinTimeout},
+			checks: []check{
+				setTo(IDMaxTwBuckets, "net.ipv4.tcp_max_tw_buckets", "", "380000"),
+				says(IDMaxTwBuckets, "100,000 TIME_WAIT, 90,000 FIN_WAIT2 orphans, which count against it too"),
+				hasEvidence(IDMaxTwBuckets, map[string]any{"orphans_peak": 90000, "time_wait_peak": 100000}),
+			},
+		},
 
 		// close-wait-leak
 		{

@@ -216,7 +216,7 @@ func reportSummary(b *strings.Builder, r *report.Report) {
 			human.Grouped(o.Created), human.Grouped(o.Peak)))
 	}
 	if n := r.Netstat["TCPTimeWaitOverflow"]; n > 0 {
-		lines = append(lines, fmt.Sprintf("%s connections skipped TIME_WAIT: tcp_max_tw_buckets was full", human.Grouped(n)))
+		lines = append(lines, fmt.Sprintf("%s closes skipped TIME_WAIT (or the FIN_WAIT2 orphan state): tcp_max_tw_buckets was full", human.Grouped(n)))
 	}
 	if len(lines) > maxSummaryLines-1 {
 		lines = lines[:maxSummaryLines-1]
@@ -429,13 +429,17 @@ func reportSettingList() []reportSetting {
 	}
 }
 
-// reportCounters are the TcpExt counters about TIME_WAIT's end.
+// reportCounters are the TcpExt counters about mini-sockets, with what
+// the kernel counts in them (kernel-facts.md). TW and TWKilled are not
+// expiries and kills: __inet_twsk_schedule() counts a mini-socket in one
+// of them when its timer is first armed, by the timer's length; re-arms
+// are not counted.
 func reportCounters() []reportSetting {
 	return []reportSetting{
-		{"TW", "TIME_WAIT sockets that expired"},
-		{"TWKilled", "ended early"},
-		{"TWRecycled", "reused by connect() (tcp_tw_reuse)"},
-		{"TCPTimeWaitOverflow", "skipped TIME_WAIT: tcp_max_tw_buckets full"},
+		{"TW", "created with a timer > 4 s: TIME_WAIT and FIN_WAIT2 orphans"},
+		{"TWKilled", "created with a timer <= 4 s (orphans, tcp_fin_timeout <= 4)"},
+		{"TWRecycled", "connect() took a TIME_WAIT's 4-tuple (tcp_tw_reuse, bound port)"},
+		{"TCPTimeWaitOverflow", "no mini-socket made: tcp_max_tw_buckets full (or no memory)"},
 	}
 }
 
@@ -479,6 +483,10 @@ func reportSettings(b *strings.Builder, r *report.Report) {
 	if len(t.rows) > 0 {
 		b.WriteString("  counters while tracing (/proc/net/netstat):\n")
 		t.write(b, "    ")
+		if _, ok := r.Netstat["TW"]; ok {
+			b.WriteString("    (TW and TWKilled count mini-sockets, TIME_WAIT or orphan, as they are created,\n" +
+				"    not as they end: they are not expiries and kills)\n")
+		}
 	}
 }
 

@@ -534,3 +534,45 @@ func TestReportRingFullByCPU(t *testing.T) {
 		t.Errorf("JSON report lacks %s:\n%s", want, b.String())
 	}
 }
+
+// TestReportCounterMeanings: the netstat counter lines say what the kernel
+// counts: TW and TWKilled at a mini-socket's creation, by its timer's
+// length, orphans included; not expiries and early ends.
+func TestReportCounterMeanings(t *testing.T) {
+	r := quietHost()
+	r.Netstat = map[string]uint64{"TW": 200, "TWKilled": 3, "TWRecycled": 1, "TCPTimeWaitOverflow": 0}
+	var b strings.Builder
+	if err := WriteReportText(&b, r); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string][]string{
+		"TW ":                  {"+200", "created", "> 4 s", "FIN_WAIT2 orphans"},
+		"TWKilled ":            {"+3", "created", "<= 4 s"},
+		"TWRecycled ":          {"+1", "connect()", "4-tuple", "bound port"},
+		"TCPTimeWaitOverflow ": {"tcp_max_tw_buckets full"},
+	}
+	for line := range strings.Lines(b.String()) {
+		for name, phrases := range want {
+			if !strings.HasPrefix(strings.TrimSpace(line), name) {
+				continue
+			}
+			for _, p := range phrases {
+				if !strings.Contains(line, p) {
+					t.Errorf("counter line %q lacks %q", line, p)
+				}
+			}
+			for _, wrong := range []string{"expired", "ended early"} {
+				if strings.Contains(line, wrong) {
+					t.Errorf("counter line %q says %q: the kernel counts at creation", line, wrong)
+				}
+			}
+			delete(want, name)
+		}
+	}
+	if len(want) > 0 {
+		t.Errorf("no line for %v in:\n%s", want, b.String())
+	}
+	if !strings.Contains(b.String(), "as they are created,\n    not as they end") {
+		t.Errorf("no note that TW and TWKilled count creations:\n%s", b.String())
+	}
+}

@@ -49,7 +49,21 @@ type Report struct {
 	// Sysctl holds the settings read in the traced network namespace.
 	Sysctl map[string]string `json:"sysctl"`
 	// Netstat holds how much each /proc/net/netstat TcpExt counter grew
-	// while tracing.
+	// while tracing. The ones about mini-sockets, as the kernel counts
+	// them (not as their names suggest):
+	//   - TW: mini-sockets created whose timer was first armed for more
+	//     than 4 s: TIME_WAIT and FIN_WAIT2 orphans alike. Counted at
+	//     creation (__inet_twsk_schedule), not at expiry; re-arms are not
+	//     counted.
+	//   - TWKilled: mini-sockets created with a timer of 4 s or less (in
+	//     practice orphans with tcp_fin_timeout <= 4), also counted at
+	//     creation: not the ones killed early.
+	//   - TWRecycled: connect() took over a TIME_WAIT 4-tuple
+	//     (__inet_check_established): through tcp_tw_reuse, or from a port
+	//     bound explicitly, which happens even with tcp_tw_reuse = 0.
+	//   - TCPTimeWaitOverflow: closes that got no mini-socket (no
+	//     TIME_WAIT, no orphan) because tcp_max_tw_buckets was full, or
+	//     memory ran out.
 	Netstat         map[string]uint64 `json:"netstat"`
 	Recommendations []Advice          `json:"recommendations"`
 	// Command is the result of the command run with `tcptrace -- CMD`.
