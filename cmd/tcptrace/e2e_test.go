@@ -253,6 +253,24 @@ func TestEventsTextAndBadInput(t *testing.T) {
 	}
 }
 
+// firstLine waits, up to timeout, for the first line a child process
+// writes to r, failing the test with what it was waiting for.
+func firstLine(t *testing.T, r io.Reader, timeout time.Duration, waitingFor string) string {
+	t.Helper()
+	line := make(chan string, 1)
+	go func() {
+		s, _ := bufio.NewReader(r).ReadString('\n')
+		line <- s
+	}()
+	select {
+	case s := <-line:
+		return s
+	case <-time.After(timeout):
+		t.Fatalf("timed out after %s waiting for %s", timeout, waitingFor)
+	}
+	return ""
+}
+
 // hostileComm is the name the helper process gives itself: a screen
 // clear and a colour change (14 bytes; comm holds 15).
 const hostileComm = "x\x1b[2J\x1b[31mEVIL"
@@ -332,18 +350,8 @@ func TestHostileProcessName(t *testing.T) {
 		stdin.Close()
 		_ = helper.Wait()
 	})
-	said := make(chan string, 1)
-	go func() {
-		s, _ := bufio.NewReader(out).ReadString('\n')
-		said <- s
-	}()
-	select {
-	case s := <-said:
-		if s != "holding\n" {
-			t.Fatalf("helper said %q", s)
-		}
-	case <-time.After(15 * time.Second):
-		t.Fatal("helper did not make its connections")
+	if s := firstLine(t, out, 15*time.Second, "the helper making its connections"); s != "holding\n" {
+		t.Fatalf("helper said %q", s)
 	}
 	// The helper holds its three accepted sockets in CLOSE_WAIT; the
 	// client ends are orphans waiting for a FIN that never comes.

@@ -6,7 +6,6 @@ package main
 // kernel makes exact; each assertion says why.
 
 import (
-	"bufio"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -147,22 +146,13 @@ func startLeakServer(t *testing.T, ns *testnet.NS) (pid, port int) {
 		_ = cmd.Process.Kill()
 		_ = cmd.Wait()
 	})
-	line := make(chan string, 1)
-	go func() {
-		s, _ := bufio.NewReader(out).ReadString('\n')
-		line <- s
-	}()
-	select {
-	case s := <-line:
-		addr, ok := strings.CutPrefix(strings.TrimSpace(s), "listening on ")
-		_, p, err := net.SplitHostPort(addr)
-		if !ok || err != nil {
-			t.Fatalf("leak server said %q", s)
-		}
-		port, _ = strconv.Atoi(p)
-	case <-time.After(10 * time.Second):
-		t.Fatal("leak server did not start listening")
+	s := firstLine(t, out, 10*time.Second, "the leak server to listen")
+	addr, ok := strings.CutPrefix(strings.TrimSpace(s), "listening on ")
+	_, p, err := net.SplitHostPort(addr)
+	if !ok || err != nil {
+		t.Fatalf("leak server said %q", s)
 	}
+	port, _ = strconv.Atoi(p)
 	return cmd.Process.Pid, port
 }
 
@@ -658,19 +648,9 @@ func TestScenarioLeakChurnNoPhantomTimeWait(t *testing.T) {
 		_ = churn.Process.Kill()
 		_ = churn.Wait()
 	})
-	line := make(chan string, 1)
-	go func() {
-		s, _ := bufio.NewReader(out).ReadString('\n')
-		line <- s
-	}()
 	var c churnJSON
-	select {
-	case s := <-line:
-		if err := json.Unmarshal([]byte(s), &c); err != nil || c.Connections != n {
-			t.Fatalf("tcpchurn said %q (%v); stderr: %s", s, err, churnErrOut.String())
-		}
-	case <-time.After(20 * time.Second):
-		t.Fatal("tcpchurn did not finish its connections")
+	if s := firstLine(t, out, 20*time.Second, "tcpchurn to finish its connections"); json.Unmarshal([]byte(s), &c) != nil || c.Connections != n {
+		t.Fatalf("tcpchurn said %q; stderr: %s", s, churnErrOut.String())
 	}
 	time.Sleep(300 * time.Millisecond) // a few more censuses
 	full := fullFinWait2(t, ns, nil)
