@@ -210,19 +210,7 @@ func waitHeld(t *testing.T, ns *testnet.NS, pid, port, want int) {
 // takes up to 200 ms), since only then is it known which kind each gets.
 func fullFinWait2(t *testing.T, ns *testnet.NS, ports []int) int {
 	t.Helper()
-	for deadline := time.Now().Add(time.Second); ; {
-		out, err := ns.Command("ss", "-Htn", "state", "fin-wait-1").Output()
-		if err != nil {
-			t.Fatalf("ss: %v", err)
-		}
-		if len(out) == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("sockets still in FIN_WAIT1 after 1 s:\n%s", out)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	ns.WaitGone(t, event.FinWait1)
 	out, err := ns.Command("ss", "-Htno", "state", "fin-wait-2").Output()
 	if err != nil {
 		t.Fatalf("ss: %v", err)
@@ -270,13 +258,6 @@ func sumTransitions(r *report.Report) uint64 {
 	return n
 }
 
-// afterInitialCensus is how long the tests wait after --ready-file before
-// making traffic. tcptrace writes the ready file before its start-up
-// census; an orphan born during that census' dump can be mistaken for a
-// promoted one (see TestScenarioLeakChurnNoPhantomTimeWait), which the
-// scenarios below, which are about other things, keep clear of.
-const afterInitialCensus = 300 * time.Millisecond
-
 // TestScenarioCloseWaitLeak: a server that never closes accepted sockets,
 // with leaked sockets from before tcptrace started and from while it ran.
 func TestScenarioCloseWaitLeak(t *testing.T) {
@@ -288,7 +269,6 @@ func TestScenarioCloseWaitLeak(t *testing.T) {
 	waitHeld(t, ns, pid, port, k1)
 
 	tt := startTcptrace(t, ns, "-q", "-o", "json", "--close-wait-threshold", "1s")
-	time.Sleep(afterInitialCensus)
 	during := closeFirst(t, ns, port, k2)
 	waitHeld(t, ns, pid, port, k1+k2)
 	full := uint64(fullFinWait2(t, ns, during))
@@ -542,9 +522,7 @@ func TestScenarioOrphanedFinWait2(t *testing.T) {
 	pid, port := startLeakServer(t, ns)
 	const m = 20
 
-	start := time.Now()
 	tt := startTcptrace(t, ns, "-q", "-o", "json")
-	time.Sleep(afterInitialCensus)
 	ports := closeFirst(t, ns, port, m)
 	waitHeld(t, ns, pid, port, m)
 	// A full FIN_WAIT2 socket (see fullFinWait2) is no orphan mini-socket;
@@ -552,9 +530,10 @@ func TestScenarioOrphanedFinWait2(t *testing.T) {
 	// ends the server's CLOSE_WAIT socket.
 	full := fullFinWait2(t, ns, ports)
 	want := uint64(m - full)
-	// The orphans were born within the first second; 2 s later (plus the
-	// timer wheel's slack, well under a second) they have expired.
-	time.Sleep(time.Until(start.Add(4 * time.Second)))
+	// 2 s after its birth (plus the timer wheel's slack) each orphan
+	// expires; a full FIN_WAIT2 socket's timer resets the connection.
+	// Then only the server's CLOSE_WAIT sockets and its listener are left.
+	ns.WaitGone(t, event.FinWait2)
 	if code := tt.stop(t); code != 0 {
 		t.Fatalf("exit %d; stderr: %s", code, tt.stderr.String())
 	}
@@ -627,7 +606,6 @@ func TestScenarioLeakChurnNoPhantomTimeWait(t *testing.T) {
 	ns := testnet.New(t)
 	const n = 3000
 	tt := startTcptrace(t, ns, "-q", "-o", "json", "-i", "100ms")
-	time.Sleep(afterInitialCensus)
 
 	// The built-in leak server holds one descriptor per connection:
 	// raise the soft limit for it (Go restores the original one in

@@ -90,17 +90,19 @@ func (s *liveSource) run(ctx context.Context, in engine.Input) (int, error) {
 	}
 	defer s.close()
 	in.Start(start)
-	if s.opts.ReadyFile != "" {
-		if err := os.WriteFile(s.opts.ReadyFile, []byte("ready\n"), 0o644); err != nil {
-			return 0, fmt.Errorf("writing --ready-file: %w", err)
-		}
-	}
 	// The first census right after attaching, so nothing falls in between.
 	seed := s.take(seedStates)
 	if seed.Err != "" {
 		return 0, fmt.Errorf("taking the socket census: %s", seed.Err)
 	}
 	in.Census(seed)
+	// Ready once the start-up census is in, too: traffic a test makes
+	// after this cannot race with that census' dump.
+	if s.opts.ReadyFile != "" {
+		if err := os.WriteFile(s.opts.ReadyFile, []byte("ready\n"), 0o644); err != nil {
+			return 0, fmt.Errorf("writing --ready-file: %w", err)
+		}
+	}
 	if err := s.startCommand(); err != nil {
 		return 0, err
 	}

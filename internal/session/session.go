@@ -46,8 +46,9 @@ type Options struct {
 	MaxSockets int
 	// RingBytes is the BPF ring buffer memory, split across the CPUs.
 	RingBytes int
-	// ReadyFile, if set, is created once the probe is attached (for tests
-	// and scripts that must not start traffic earlier).
+	// ReadyFile, if set, is created once the probe is attached and the
+	// start-up census taken (for tests and scripts that must not start
+	// traffic earlier).
 	ReadyFile string
 	// Command is run as a child while tracing; tracing stops when it exits.
 	Command []string

@@ -185,6 +185,13 @@ func (ns *NS) Settle(t testing.TB, keep ...event.State) {
 	ns.Do(t, func() error { return WaitSettled(keep...) })
 }
 
+// WaitGone is Settle the other way round: it waits until no TCP socket in
+// the namespace is in any of the given states.
+func (ns *NS) WaitGone(t testing.TB, states ...event.State) {
+	t.Helper()
+	ns.Do(t, func() error { return waitNone(census.Mask(states...)) })
+}
+
 // WaitSettled is Settle for code already inside Do: it waits, in the
 // calling thread's network namespace, until every TCP socket is in one of
 // the states in keep.
@@ -197,7 +204,11 @@ func (ns *NS) Settle(t testing.TB, keep ...event.State) {
 // for a guessed while. The state changes are traced when they happen, so
 // once the sockets have settled every record about them has been written.
 func WaitSettled(keep ...event.State) error {
-	busy := census.AllStates &^ census.Mask(keep...)
+	return waitNone(census.AllStates &^ census.Mask(keep...))
+}
+
+// waitNone waits until the census finds no socket in the states of busy.
+func waitNone(busy census.StateMask) error {
 	deadline := time.Now().Add(settleTimeout)
 	for {
 		socks, err := census.Dump(busy)
@@ -212,8 +223,7 @@ func WaitSettled(keep ...event.State) error {
 			for _, s := range socks {
 				fmt.Fprintf(&b, "\n  %s %s -> %s", s.State, s.Local, s.Remote)
 			}
-			return fmt.Errorf("after %s, %d sockets are still in states other than %s:%s",
-				settleTimeout, len(socks), census.Mask(keep...), b.String())
+			return fmt.Errorf("after %s, %d sockets are still in %s:%s", settleTimeout, len(socks), busy, b.String())
 		}
 		time.Sleep(2 * time.Millisecond)
 	}
