@@ -32,15 +32,19 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 
 	// The first SIGINT/SIGTERM stops tracing: detach, drain, report. A
-	// second one exits at once.
+	// second one exits at once. The live view's q and Ctrl-C count as
+	// SIGINTs, and an exit at once gives the terminal back first.
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	teardown := &session.Teardown{}
+	opts.Interrupt, opts.Teardown = sigs, teardown
 	go func() {
 		<-sigs
 		cancel()
 		<-sigs
+		teardown.Run()
 		fmt.Fprintln(stderr, "tcptrace: interrupted twice, exiting without a report")
 		os.Exit(130)
 	}()

@@ -11,6 +11,7 @@ import (
 	"runtime"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -49,8 +50,10 @@ var (
 type liveSource struct {
 	opts   Options
 	stderr io.Writer
-	cmdOut io.Writer
 	procfs fs.FS
+	// The command's standard input, output and error.
+	cmdIn          io.Reader
+	cmdOut, cmdErr io.Writer
 
 	// closeWaitOwners lists the CLOSE_WAIT sockets (by inode) at least
 	// minAge old whose holders the engine does not know yet.
@@ -61,8 +64,9 @@ type liveSource struct {
 	ownNS  uint32
 
 	cmd     *exec.Cmd
+	proc    atomic.Pointer[os.Process] // cmd's, for interruptCommand
 	cmdDone chan struct{}
-	cmdErr  error
+	cmdWait error
 }
 
 // monoNow reads CLOCK_MONOTONIC, the clock of bpf_ktime_get_ns().
@@ -397,14 +401,15 @@ func (s *liveSource) startCommand() error {
 		return nil
 	}
 	cmd := exec.Command(s.opts.Command[0], s.opts.Command[1:]...)
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, s.cmdOut, s.stderr
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = s.cmdIn, s.cmdOut, s.cmdErr
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("starting %s: %w", s.opts.Command[0], err)
 	}
 	s.cmd = cmd
+	s.proc.Store(cmd.Process)
 	s.cmdDone = make(chan struct{})
 	go func() {
-		s.cmdErr = cmd.Wait()
+		s.cmdWait = cmd.Wait()
 		close(s.cmdDone)
 	}()
 	return nil
@@ -417,14 +422,22 @@ func (s *liveSource) commandExit() int {
 	}
 	<-s.cmdDone
 	var ee *exec.ExitError
-	if errors.As(s.cmdErr, &ee) {
+	if errors.As(s.cmdWait, &ee) {
 		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
 			return 128 + int(ws.Signal())
 		}
 		return ee.ExitCode()
 	}
-	if s.cmdErr != nil {
+	if s.cmdWait != nil {
 		return 127
 	}
 	return 0
+}
+
+// interruptCommand sends the command SIGINT, as Ctrl-C in the terminal
+// would have if the live view did not hold it. Safe from any goroutine.
+func (s *liveSource) interruptCommand() {
+	if p := s.proc.Load(); p != nil {
+		_ = p.Signal(os.Interrupt)
+	}
 }

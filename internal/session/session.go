@@ -37,8 +37,17 @@ type Options struct {
 	AllNetNS bool
 	// Interval is the period of the status line and the census.
 	Interval time.Duration
-	// Quiet suppresses the status line.
+	// Quiet suppresses the status line (and the live view).
 	Quiet bool
+	// NoLive turns the live view off: it is on when stdout is a terminal,
+	// unless Events, JSON or Quiet.
+	NoLive bool
+	// Interrupt, if set, receives os.Interrupt when the live view's user
+	// presses q or Ctrl-C (a raw-mode terminal sends no SIGINT), so that
+	// main counts it like a signal: the first stops, the second exits at
+	// once. Teardown, if set, is what main runs before such an exit.
+	Interrupt chan<- os.Signal
+	Teardown  *Teardown
 	// CloseWaitThreshold is the age past which a CLOSE_WAIT socket counts
 	// as leaked.
 	CloseWaitThreshold time.Duration
@@ -72,6 +81,9 @@ func Run(ctx context.Context, opts Options, stdout, stderr io.Writer) error {
 	if opts.Interval <= 0 {
 		opts.Interval = time.Second
 	}
+	ctx, stop := context.WithCancel(ctx)
+	defer stop()
+	view := newLiveViewSink(opts, stdout, stderr)
 	// Sinks that read a snapshot every interval, and those that read only
 	// the final one; a snapshot is made per interval only when needed.
 	var live, final []engine.Sink
@@ -82,7 +94,10 @@ func Run(ctx context.Context, opts Options, stdout, stderr io.Writer) error {
 		cfg.OnEvent = events.write
 		final = append(final, events)
 	} else {
-		if !opts.Quiet {
+		switch {
+		case view != nil:
+			live = append(live, view)
+		case !opts.Quiet:
 			live = append(live, &statusSink{w: stderr})
 		}
 		final = append(final, &reportSink{w: stdout, stderr: stderr, json: opts.JSON})
@@ -98,9 +113,13 @@ func Run(ctx context.Context, opts Options, stdout, stderr io.Writer) error {
 		closeWaitOwners: eng.CloseWaitInodes}
 	// The command's output goes where it does not mix with ours: with
 	// JSON on stdout, to stderr.
-	src.cmdOut = stdout
+	src.cmdIn, src.cmdOut, src.cmdErr = os.Stdin, stdout, stderr
 	if opts.JSON {
 		src.cmdOut = stderr
+	}
+	if view != nil {
+		defer view.close() // on every way out: the terminal is given back
+		view.wire(ctx, stop, src, p)
 	}
 	code, err := src.run(ctx, p)
 	if err != nil {
