@@ -283,18 +283,3 @@ func TestColumns(t *testing.T) {
 	}
 }
 
-func TestClean(t *testing.T) {
-	for in, want := range map[string]string{
-		"nginx":           "nginx",
-		"a\x1b[2Jb":       `a\x1b[2Jb`,
-		"tab\there":       `tab\there`,
-		"bad\xffutf8":     `bad\xffutf8`,
-		"rtl\u202eevil":   `rtl\u202eevil`,
-		"ünïcode ✓":       "ünïcode ✓",
-		"c1\u009bcontrol": `c1\x9bcontrol`,
-	} {
-		if got := clean(in); got != want {
-			t.Errorf("clean(%q) = %q, want %q", in, got, want)
-		}
-	}
-}

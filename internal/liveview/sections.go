@@ -14,6 +14,7 @@ import (
 	"github.com/tcptrace/tcptrace/internal/event"
 	"github.com/tcptrace/tcptrace/internal/human"
 	"github.com/tcptrace/tcptrace/internal/report"
+	"github.com/tcptrace/tcptrace/internal/safe"
 )
 
 // joinFit joins parts with sep, leaving out those (from the end) that
@@ -283,9 +284,9 @@ func age(sec float64) string {
 // hostPort joins an address and a port in at most w cells, shortening a
 // long address in its middle so that the port stays readable.
 func hostPort(addr string, port int, w int) string {
-	hp := net.JoinHostPort(clean(addr), strconv.Itoa(port))
+	hp := net.JoinHostPort(safe.Text(addr), strconv.Itoa(port))
 	if over := ansi.StringWidth(hp) - w; over > 0 {
-		a := []rune(clean(addr))
+		a := []rune(safe.Text(addr))
 		if keep := len(a) - over - 1; keep >= 4 {
 			head := keep / 2
 			short := string(a[:head]) + "…" + string(a[len(a)-(keep-head):])
@@ -403,7 +404,7 @@ func (m *Model) closeWaitSection(s *engine.Snapshot, prio int) section {
 			for _, port := range p.Lports {
 				ports = append(ports, strconv.Itoa(port))
 			}
-			out = append(out, closeWaitTable.row([]string{strconv.Itoa(p.PID), clean(cmp.Or(p.Comm, "?")), human.Grouped(p.Count),
+			out = append(out, closeWaitTable.row([]string{strconv.Itoa(p.PID), safe.Text(cmp.Or(p.Comm, "?")), human.Grouped(p.Count),
 				age(p.OldestS), strings.Join(ports, ","), trend}, w))
 		}
 		return out
@@ -453,7 +454,7 @@ func (m *Model) adviceSection(s *engine.Snapshot, prio int) section {
 			default:
 				what = fmt.Sprintf("%s %s → %s", a.Sysctl, cmp.Or(a.Current, "-"), a.Recommended)
 			}
-			out = append(out, mark+styleValue.Render(clean(what))+"  "+clean(firstSentence(a.Reason)))
+			out = append(out, mark+styleValue.Render(safe.Text(what))+"  "+safe.Text(firstSentence(a.Reason)))
 		}
 		return out
 	}}
@@ -472,9 +473,9 @@ func firstSentence(s string) string {
 func (m *Model) outputSection(want int, grow bool) section {
 	lines := m.frame.Output
 	return section{min: 3, want: min(want, 1+max(2, len(lines))), grow: grow, prio: 6, draw: func(w, h int) []string {
-		out := []string{title("output", styleLabel.Render(clean(strings.Join(m.command, " "))), w)}
+		out := []string{title("output", styleLabel.Render(safe.Text(strings.Join(m.command, " "))), w)}
 		for _, l := range lines[max(0, len(lines)-(h-1)):] {
-			out = append(out, " "+clean(strings.ReplaceAll(ansi.Strip(l), "\t", "    ")))
+			out = append(out, " "+safe.Text(strings.ReplaceAll(ansi.Strip(l), "\t", "    ")))
 		}
 		if len(lines) == 0 {
 			out = append(out, styleLabel.Render(" (nothing yet)"))

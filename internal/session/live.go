@@ -54,6 +54,11 @@ type liveSource struct {
 	// The command's standard input, output and error.
 	cmdIn          io.Reader
 	cmdOut, cmdErr io.Writer
+	// cmdGroup runs the command in a process group of its own, for
+	// interruptCommand: with the live view holding the terminal, Ctrl-C
+	// reaches no one, so tcptrace passes it on to the whole group, as the
+	// terminal would have.
+	cmdGroup bool
 
 	// closeWaitOwners lists the CLOSE_WAIT sockets (by inode) at least
 	// minAge old whose holders the engine does not know yet.
@@ -402,12 +407,15 @@ func (s *liveSource) startCommand() error {
 	}
 	cmd := exec.Command(s.opts.Command[0], s.opts.Command[1:]...)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = s.cmdIn, s.cmdOut, s.cmdErr
+	if s.cmdGroup {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	}
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("starting %s: %w", s.opts.Command[0], err)
 	}
 	s.cmd = cmd
-	s.proc.Store(cmd.Process)
 	s.cmdDone = make(chan struct{})
+	s.proc.Store(cmd.Process) // after cmdDone, which interruptCommand reads
 	go func() {
 		s.cmdWait = cmd.Wait()
 		close(s.cmdDone)
@@ -434,10 +442,17 @@ func (s *liveSource) commandExit() int {
 	return 0
 }
 
-// interruptCommand sends the command SIGINT, as Ctrl-C in the terminal
-// would have if the live view did not hold it. Safe from any goroutine.
+// interruptCommand sends the command's process group SIGINT (see
+// cmdGroup), unless it has exited. Safe from any goroutine.
 func (s *liveSource) interruptCommand() {
-	if p := s.proc.Load(); p != nil {
-		_ = p.Signal(os.Interrupt)
+	p := s.proc.Load()
+	if p == nil || !s.cmdGroup {
+		return
 	}
+	select {
+	case <-s.cmdDone:
+		return // reaped: the group may be gone, its id reused
+	default:
+	}
+	_ = syscall.Kill(-p.Pid, syscall.SIGINT)
 }

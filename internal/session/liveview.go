@@ -79,7 +79,6 @@ func (s *liveViewSink) wire(ctx context.Context, stop context.CancelFunc, src *l
 	}
 	s.cfg.Stop = func() {
 		stop()
-		src.interruptCommand()
 		interrupt()
 	}
 	s.cfg.Abort = interrupt
@@ -87,10 +86,14 @@ func (s *liveViewSink) wire(ctx context.Context, stop context.CancelFunc, src *l
 		// The terminal is the view's: the command reads nothing from it,
 		// and writes to the pane.
 		src.cmdIn, src.cmdOut, src.cmdErr = nil, s.output.Stdout(), s.output.Stderr()
+		src.cmdGroup = true
 	}
 	p.onStart = func(*engine.Start) { s.open(p.Engine.Snapshot()) }
+	// Stopping (q, Ctrl-C, a signal) interrupts the command too, as
+	// Ctrl-C in a terminal the view did not hold would have.
 	go func() {
 		<-ctx.Done()
+		src.interruptCommand()
 		if v := s.view.Load(); v != nil {
 			v.Stopping()
 		}
