@@ -282,4 +282,3 @@ func TestColumns(t *testing.T) {
 		}
 	}
 }
-

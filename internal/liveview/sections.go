@@ -478,7 +478,7 @@ func (m *Model) outputSection(want int, grow bool) section {
 			out = append(out, " "+safe.Text(strings.ReplaceAll(ansi.Strip(l), "\t", "    ")))
 		}
 		if len(lines) == 0 {
-			out = append(out, styleLabel.Render(" (nothing yet)"))
+			out = append(out, styleLabel.Render(" (nothing yet: a command writing to a pipe, as here, may hold its output until it exits)"))
 		}
 		return out
 	}}

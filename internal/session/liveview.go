@@ -102,7 +102,9 @@ func (s *liveViewSink) wire(ctx context.Context, stop context.CancelFunc, src *l
 
 func (s *liveViewSink) open(first *engine.Snapshot) {
 	v := liveview.Open(s.cfg)
-	s.untrack = s.teardown.add(func() { _ = v.Close() })
+	// An exit at once still gives the terminal back, and prints what
+	// the command wrote.
+	s.untrack = s.teardown.add(func() { _ = s.close() })
 	s.view.Store(v)
 	v.Interval(first)
 }
