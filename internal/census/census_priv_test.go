@@ -170,12 +170,25 @@ func TestDumpRealSockets(t *testing.T) {
 			}
 		}
 
-		// The orphaned client sockets are FIN_WAIT2 mini-sockets.
+		// The orphaned client sockets are FIN_WAIT2 mini-sockets, but
+		// for the kernel's rare exception: when the ACK of the FIN is
+		// processed while close() still holds the socket, it stays a full
+		// FIN_WAIT2 socket with a keepalive timer (see fullFinWait2 in
+		// cmd/tcptrace). Either way no file refers to it (inode 0).
 		got = waitDump(t, d, Mask(event.FinWait2), len(fw2), ln4, ln6)
+		mini := 0
 		for _, s := range match(t, got, event.FinWait2, fw2) {
-			if s.Timer != TimerTimeWait || s.ExpiresMs == 0 || s.ExpiresMs > 60000 {
+			switch {
+			case s.Timer == TimerKeepalive:
+				t.Logf("closed client socket %v stayed a full FIN_WAIT2 socket", s.Local)
+			case s.Timer != TimerTimeWait || s.ExpiresMs == 0 || s.ExpiresMs > 60000:
 				t.Errorf("FIN_WAIT2 orphan %v: timer %d expires %d ms; want the TIME_WAIT timer, (0, 60000]", s.Local, s.Timer, s.ExpiresMs)
+			default:
+				mini++
 			}
+		}
+		if mini == 0 {
+			t.Errorf("no closed client socket became a FIN_WAIT2 mini-socket: %+v", got)
 		}
 		// and a TIME_WAIT request does not return them.
 		waitDump(t, d, Mask(event.TimeWait), 0, ln4, ln6)
