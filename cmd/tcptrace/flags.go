@@ -61,7 +61,7 @@ func parseFlags(args []string, stdout io.Writer) (session.Options, error) {
 	fs.BoolVar(&o.NoLive, "no-live", false, "no live view: print a status line a second on stderr instead (the view is on when stdout is a terminal)")
 	fs.DurationVar(&o.CloseWaitThreshold, "close-wait-threshold", 30*time.Second, "report CLOSE_WAIT sockets at least this old as leaked")
 	fs.IntVar(&o.MaxSockets, "max-sockets", 1_000_000, "most sockets tracked at once (about 120 bytes each); the oldest are evicted past it")
-	ringMiB := fs.Int("ring-size", 8, "BPF ring buffer memory in MiB, split across one ring per CPU (a power of two)")
+	ringMiB := fs.Int("ring-size", 8, "BPF ring buffer size per CPU in MiB (a power of two; all CPUs together at most 256 MiB)")
 	fs.StringVar(&o.ReadyFile, "ready-file", "", "create this file once tracing has started")
 	_ = fs.MarkHidden("ready-file")
 	// For scripts/breakdown.sh, which measures what each part of tcptrace

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -35,9 +36,9 @@ type Config struct {
 	Port uint16
 	// Family traces only IPv4 or only IPv6 sockets.
 	Family event.Family
-	// RingBytes is the ring buffer memory: a power of two, at least one
-	// page. Default 8 MiB. It is split evenly across one ring per CPU
-	// (each a power of two, at least minRingBytes).
+	// RingBytes is the size of each CPU's ring buffer: a power of two, at
+	// least one page. Default 8 MiB. All rings together take at most
+	// maxRingMemory: on hosts with many CPUs each ring gets less.
 	RingBytes int
 	// Poll bounds how long a record may wait in the ring buffer before the
 	// reader sees it. The kernel side wakes the reader only when a batch is
@@ -97,6 +98,7 @@ type Probe struct {
 	stopErr error
 	stopped atomic.Bool
 	closed  bool
+	boost   sync.Once
 	// The record callback, made once so that Poll allocates nothing.
 	onRecord func([]byte)
 	fn       func(*event.Event)
@@ -104,23 +106,32 @@ type Probe struct {
 	read     uint64
 }
 
-// DefaultRingBytes is the default ring buffer memory, for all CPUs.
+// DefaultRingBytes is the default size of each CPU's ring buffer.
+//
+// A CPU's ring must absorb what that CPU writes while the reader cannot
+// run. On a host saturated by the very load being traced, the reader was
+// measured starved for 200-330 ms at a time (nginx + wrk on 2 CPUs with
+// other work beside), while one CPU wrote ~20 MB/s of records: 8 MiB
+// holds about 400 ms of that.
 const DefaultRingBytes = 8 << 20
 
-// minRingBytes is the least a CPU's ring gets, however many CPUs share
-// Config.RingBytes: a burst on one CPU must fit between two polls.
-const minRingBytes = 256 << 10
+// maxRingMemory bounds the memory of all rings together.
+const maxRingMemory = 256 << 20
 
-// ringBytes is the size of each CPU's ring: an even share of total,
-// rounded down to a power of two, at least minRingBytes (or total, if
-// less).
-func ringBytes(total, cpus int) int {
-	share := total / max(cpus, 1)
+// minRingBytes is the least a ring gets, however many CPUs there are.
+const minRingBytes = 1 << 20
+
+// ringBytes is the size of each CPU's ring: perCPU, unless the rings of
+// all cpus would take more than maxRingMemory; then an even share of it,
+// rounded down to a power of two (at least minRingBytes, or perCPU if
+// that is less).
+func ringBytes(perCPU, cpus int) int {
+	share := maxRingMemory / max(cpus, 1)
 	size := 1
 	for size*2 <= share {
 		size *= 2
 	}
-	return max(size, min(minRingBytes, total))
+	return min(perCPU, max(size, minRingBytes))
 }
 
 // Open checks the kernel, loads and attaches the programs. The caller must
@@ -271,13 +282,16 @@ func (p *Probe) HZ() int { return p.hz }
 // Poll waits for records (at most the poll period, unless the kernel
 // wakes it for a full batch) and hands every record it may to fn, in
 // timestamp order (see rings), decoded into an Event that is reused: fn
-// must not keep the pointer. It returns the number of records; ErrIdle if
+// must not keep the pointer. The first call pins the calling goroutine to
+// its thread and raises the thread's priority (see readerNice), so call
+// it from one goroutine. It returns the number of records; ErrIdle if
 // there were none and none is waiting (held back, or being written), so
 // the caller may settle what waits for a follow-up record; and ErrClosed
 // once Stop was called and everything written before it has been handed
 // over.
 func (p *Probe) Poll(fn func(*event.Event)) (int, error) {
 	p.fn = fn
+	p.boost.Do(boostReader)
 	if p.stopped.Load() {
 		return p.drainAll()
 	}
@@ -310,6 +324,23 @@ func (p *Probe) Poll(fn func(*event.Event)) (int, error) {
 // something measured at a time (a census) matches the stream only once
 // Through has passed that time.
 func (p *Probe) Through() uint64 { return p.rings.through }
+
+// readerNice is the scheduling priority of the thread that reads the
+// rings. tcptrace runs on hosts saturated by the load it traces: at the
+// default priority the reader was measured starved for 200-500 ms at a
+// time (nginx + wrk on 2 CPUs beside other work, load average 13), longer
+// than a CPU's ring lasts at full rate, and records were dropped; at nice
+// -10, none in the same runs. The reader needs only a few percent of a
+// CPU and sleeps when the rings are empty, so it cannot starve the load.
+const readerNice = -10
+
+// boostReader pins the calling goroutine (the one that polls) to its
+// thread and raises that thread's priority. Best effort: without
+// CAP_SYS_NICE it stays as it is.
+func boostReader() {
+	runtime.LockOSThread()
+	_ = unix.Setpriority(unix.PRIO_PROCESS, unix.Gettid(), readerNice)
+}
 
 // drainAll reads what is left after Stop. A record reserved before the
 // programs were detached may still be being written, and it holds back

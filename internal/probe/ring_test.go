@@ -332,16 +332,16 @@ func TestParseCPUList(t *testing.T) {
 }
 
 func TestRingBytes(t *testing.T) {
-	for _, c := range []struct{ total, cpus, want int }{
+	for _, c := range []struct{ perCPU, cpus, want int }{
 		{8 << 20, 1, 8 << 20},
-		{8 << 20, 2, 4 << 20},
-		{8 << 20, 3, 2 << 20},    // rounded down to a power of two
-		{8 << 20, 64, 256 << 10}, // at least minRingBytes
-		{1 << 20, 2, 512 << 10},
-		{64 << 10, 4, 64 << 10}, // never more than total for one
+		{8 << 20, 2, 8 << 20},
+		{8 << 20, 32, 8 << 20},
+		{8 << 20, 48, 4 << 20},  // 256 MiB in all, rounded down to a power of two
+		{8 << 20, 512, 1 << 20}, // at least minRingBytes
+		{64 << 10, 4, 64 << 10}, // never more than asked
 	} {
-		if got := ringBytes(c.total, c.cpus); got != c.want {
-			t.Errorf("ringBytes(%d, %d) = %d, want %d", c.total, c.cpus, got, c.want)
+		if got := ringBytes(c.perCPU, c.cpus); got != c.want {
+			t.Errorf("ringBytes(%d, %d) = %d, want %d", c.perCPU, c.cpus, got, c.want)
 		}
 	}
 }

@@ -53,7 +53,7 @@ type Options struct {
 	CloseWaitThreshold time.Duration
 	// MaxSockets caps the full sockets tracked.
 	MaxSockets int
-	// RingBytes is the BPF ring buffer memory, split across the CPUs.
+	// RingBytes is the size of each CPU's BPF ring buffer.
 	RingBytes int
 	// ReadyFile, if set, is created once the probe is attached and the
 	// start-up census taken (for tests and scripts that must not start
