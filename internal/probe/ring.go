@@ -63,7 +63,7 @@ type rings struct {
 	clock  func() uint64
 	// through: every record stamped before it has been handed over.
 	through uint64
-	closer []func() error
+	closer  []func() error
 }
 
 // holdBackNs is how far below the clock the floor of a ring read to its
