@@ -11,12 +11,17 @@ import (
 type Summary struct {
 	Count                    uint64
 	P50, P90, P99, Max, Mean uint64
+	// Sum is the total of all samples; Buckets[i] counts the samples at
+	// most BucketBoundsNs[i] (cumulative, as a Prometheus histogram).
+	Sum     uint64
+	Buckets []uint64
 }
 
 // Summarize condenses h.
 func Summarize(h *Hist) Summary {
 	return Summary{Count: h.Count(), P50: h.Quantile(0.50), P90: h.Quantile(0.90),
-		P99: h.Quantile(0.99), Max: h.Max(), Mean: h.Mean()}
+		P99: h.Quantile(0.99), Max: h.Max(), Mean: h.Mean(),
+		Sum: h.Sum(), Buckets: h.Cumulative(BucketBoundsNs)}
 }
 
 // TransitionCount is how often sockets went From -> To.
@@ -80,6 +85,9 @@ type Stats struct {
 	LostRecords uint64
 	// MiniUntracked counts mini-sockets not tracked because of the cap.
 	MiniUntracked uint64
+	// NetNS splits a few of the counts above by network namespace,
+	// ordered by namespace (see ForNetNS).
+	NetNS []NetNSStats
 }
 
 // Stats copies out the current statistics.
@@ -93,6 +101,7 @@ func (t *Tracker) Stats() Stats {
 		Tracked:         uint64(len(t.index)), Evicted: t.evicted,
 		Incomplete: t.incomplete, Inconsistent: t.inconsistent,
 		LostRecords: t.res.Dropped, MiniUntracked: t.res.Untracked,
+		NetNS: t.netNSList(),
 	}
 	st.TimeWait.Life, st.Orphans.Life = Hist{}, Hist{}
 	for from := range t.trans {

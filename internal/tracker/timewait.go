@@ -129,6 +129,7 @@ func (t *Tracker) dest(role Role, netns uint32, ap netip.AddrPort) (uint32, *Des
 
 func (t *Tracker) twStart(ev *event.Event) {
 	t.mini(ev.NewState).started(ev)
+	t.ns(ev.NetNS).mini(ev.NewState).started()
 	if ev.NewState == event.FinWait2 {
 		t.orphanAt[ev.Sock] = orphanAt{startNs: ev.TimeNs, netns: ev.NetNS, local: ev.Local, remote: ev.Remote}
 	}
@@ -157,6 +158,7 @@ func (t *Tracker) settleTW(p *pendingTW, s *slot) uint32 {
 		}
 	}
 	t.mini(p.sub).ByRole[role]++
+	t.ns(p.netns).mini(p.sub).ByRole[role]++
 	ap := p.remote
 	if role == RoleServer {
 		ap = p.local
@@ -214,6 +216,7 @@ func (t *Tracker) twEnd(ev *event.Event) {
 	}
 	delete(t.orphanAt, ev.Sock)
 	t.mini(ev.NewState).ended(ev)
+	t.ns(ev.NetNS).mini(ev.NewState).ended(ev)
 	if ev.Aux != 0 {
 		if i := ev.Aux&0xffffff - 1; int(i) < len(t.destList) {
 			t.destList[i].Now--
@@ -240,8 +243,14 @@ func (t *Tracker) promoted(ev *event.Event, aux uint32, phaseNs uint64, phaseKno
 	}
 	t.timeWait.started(ev)
 	t.timeWait.FromOrphans++
+	n := t.ns(ev.NetNS)
+	n.Orphans.Now--
+	n.Orphans.BecameTW++
+	n.TimeWait.started()
+	n.TimeWait.FromOrphans++
 	if role := Role(aux >> 24); aux != 0 && role <= RoleServer {
 		t.timeWait.ByRole[role]++
+		n.TimeWait.ByRole[role]++
 	}
 }
 
@@ -262,7 +271,7 @@ func (t *Tracker) PromoteOrphans(netns uint32, nowNs uint64, isOrphan func(local
 			delete(t.orphanAt, sock)
 			continue
 		}
-		ev := event.Event{TimeNs: nowNs, Sock: sock}
+		ev := event.Event{TimeNs: nowNs, Sock: sock, NetNS: o.netns}
 		t.promoted(&ev, aux, 0, false)
 		n++
 	}

@@ -47,6 +47,9 @@ type Config struct {
 	// MaxDestinations caps the destinations counted separately; the rest
 	// are folded into one. Default 4096.
 	MaxDestinations int
+	// MaxNetNS caps the network namespaces counted separately (NetNSStats);
+	// the rest are folded into namespace 0. Default 4096.
+	MaxNetNS int
 	// HZ is the kernel's CONFIG_HZ, for timer expiries; 0 learns it.
 	HZ int
 }
@@ -127,6 +130,11 @@ type Tracker struct {
 
 	connectFailures uint64
 	connectProcs    map[uint32]uint64
+
+	// byNS splits a few counts by network namespace; lastNS caches the
+	// latest one looked up (most records in a row share a namespace).
+	byNS   map[uint32]*NetNSStats
+	lastNS *NetNSStats
 }
 
 // New returns an empty Tracker. emit, if not nil, receives every event
@@ -139,6 +147,9 @@ func New(cfg Config, emit func(*event.Event)) *Tracker {
 	if cfg.MaxDestinations <= 0 {
 		cfg.MaxDestinations = 4096
 	}
+	if cfg.MaxNetNS <= 0 {
+		cfg.MaxNetNS = 4096
+	}
 	t := &Tracker{
 		cfg:          cfg,
 		res:          event.NewResolver(cfg.HZ),
@@ -149,6 +160,7 @@ func New(cfg Config, emit func(*event.Event)) *Tracker {
 		dests:        make(map[destKey]uint32),
 		connectProcs: make(map[uint32]uint64),
 		orphanAt:     make(map[uint64]orphanAt),
+		byNS:         make(map[uint32]*NetNSStats),
 	}
 	t.res.MaxLive = 4 * cfg.MaxSockets
 	return t
@@ -269,6 +281,7 @@ func (t *Tracker) transition(ev *event.Event) {
 		s = &t.slots[idx]
 		if s.state < event.NumStates {
 			t.now[s.state]--
+			t.ns(s.netns).Now[s.state]--
 		}
 		switch {
 		case s.state != old:
@@ -341,6 +354,7 @@ func (t *Tracker) transition(ev *event.Event) {
 	s.enterNs = ev.TimeNs
 	s.gen = t.res.Gen
 	t.now[nw]++
+	t.ns(s.netns).Now[nw]++
 	if nw == event.CloseWait {
 		t.cwAppend(idx)
 	}
@@ -381,6 +395,7 @@ func (t *Tracker) alloc() uint32 {
 		if s := &t.slots[i]; s.state != event.CloseWait {
 			t.evicted++
 			t.now[s.state]--
+			t.ns(s.netns).Now[s.state]--
 			delete(t.index, s.sock)
 			return uint32(i)
 		}
@@ -389,6 +404,7 @@ func (t *Tracker) alloc() uint32 {
 	i := t.cwHead - 1
 	t.evicted++
 	t.now[event.CloseWait]--
+	t.ns(t.slots[i].netns).Now[event.CloseWait]--
 	t.cwUnlink(i)
 	delete(t.index, t.slots[i].sock)
 	return i
@@ -427,6 +443,7 @@ func (t *Tracker) cwUnlink(idx uint32) {
 
 func (t *Tracker) connectError(ev *event.Event) {
 	t.connectFailures++
+	t.ns(ev.NetNS).ConnectFailures++
 	if ev.PID != 0 {
 		t.connectProcs[ev.PID]++
 	}
