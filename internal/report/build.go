@@ -16,6 +16,8 @@ import (
 // CensusSocket is a CLOSE_WAIT socket found by the census (sock_diag) at
 // report time.
 type CensusSocket struct {
+	// NetNS is the network namespace the census was taken in.
+	NetNS         uint32
 	Local, Remote netip.AddrPort
 	Inode         uint64
 	// FirstSeenNs is when a census first saw it (CLOCK_MONOTONIC).
@@ -48,9 +50,12 @@ type Input struct {
 	// CensusOK says the census ran; CloseWait is then the truth about
 	// which sockets of tcptrace's own namespace (OwnNetNS) are in
 	// CLOSE_WAIT at the end.
-	CensusOK  bool
-	OwnNetNS  uint32
-	CloseWait []CensusSocket
+	CensusOK bool
+	OwnNetNS uint32
+	// CensusNetNS lists the other namespaces whose census CloseWait
+	// holds too (with --all-netns).
+	CensusNetNS map[uint32]bool
+	CloseWait   []CensusSocket
 	// Owners maps socket inodes to the processes holding them.
 	Owners map[uint64]Owner
 	// PreexistingTimeWait and PreexistingOrphans count the mini-sockets
@@ -197,11 +202,17 @@ func DroppedRecords(l Loss, lostRecords uint64) uint64 {
 // their inodes, and those that predate tracing).
 func closeWait(in *Input) CloseWait {
 	cw := CloseWait{ThresholdS: in.Threshold.Seconds(), Leaked: []Leak{}, ByProcess: []LeakOwner{}}
-	type key struct{ l, r netip.AddrPort }
+	// Loopback 4-tuples repeat across namespaces: with several traced,
+	// the key has the netns.
+	type key struct {
+		ns   uint32
+		l, r netip.AddrPort
+	}
+	keyNS := func(ns uint32) uint32 { return nsIfAll(in.Scope, ns) }
 	tracked := make(map[key]*tracker.CloseWaitSocket, len(in.Stats.CloseWait))
 	for i := range in.Stats.CloseWait {
 		s := &in.Stats.CloseWait[i]
-		tracked[key{unmap(s.Local), unmap(s.Remote)}] = s
+		tracked[key{keyNS(s.NetNS), unmap(s.Local), unmap(s.Remote)}] = s
 	}
 	threshold := uint64(in.Threshold)
 	add := func(l Leak, ageNs uint64) {
@@ -214,14 +225,16 @@ func closeWait(in *Input) CloseWait {
 		for _, c := range in.CloseWait {
 			cw.Current++
 			l := Leak{Laddr: addrString(c.Local.Addr()), Lport: int(c.Local.Port()),
-				Raddr: addrString(c.Remote.Addr()), Rport: int(c.Remote.Port()), Inode: c.Inode}
+				Raddr: addrString(c.Remote.Addr()), Rport: int(c.Remote.Port()), Inode: c.Inode,
+				NetNS: nsIfAll(in.Scope, c.NetNS)}
 			if o, ok := in.Owners[c.Inode]; ok {
 				l.PID, l.Comm, l.Cmdline, l.Holders = o.PID, o.Comm, o.Cmdline, o.Holders
 			}
 			since := c.FirstSeenNs
-			if t, ok := tracked[key{unmap(c.Local), unmap(c.Remote)}]; ok {
+			k := key{keyNS(c.NetNS), unmap(c.Local), unmap(c.Remote)}
+			if t, ok := tracked[k]; ok {
 				since = t.SinceNs
-				delete(tracked, key{unmap(c.Local), unmap(c.Remote)})
+				delete(tracked, k)
 			} else {
 				l.Preexisting = true
 				since = min(since, in.StartNs)
@@ -232,27 +245,32 @@ func closeWait(in *Input) CloseWait {
 	// Tracked sockets the census could not see: other namespaces (with
 	// --all-netns), or no census at all.
 	for _, t := range in.Stats.CloseWait {
-		if _, ok := tracked[key{unmap(t.Local), unmap(t.Remote)}]; !ok {
+		if _, ok := tracked[key{keyNS(t.NetNS), unmap(t.Local), unmap(t.Remote)}]; !ok {
 			continue
 		}
-		if in.CensusOK && (!in.Scope.AllNetNS || t.NetNS == in.OwnNetNS) {
+		if in.CensusOK && (!in.Scope.AllNetNS || t.NetNS == in.OwnNetNS || in.CensusNetNS[t.NetNS]) {
 			continue // the census is the truth for its namespace
 		}
 		cw.Current++
 		add(Leak{PID: int(t.OwnerPID), Comm: t.OwnerComm,
 			Laddr: addrString(t.Local.Addr()), Lport: int(t.Local.Port()),
-			Raddr: addrString(t.Remote.Addr()), Rport: int(t.Remote.Port())}, in.EndNs-t.SinceNs)
+			Raddr: addrString(t.Remote.Addr()), Rport: int(t.Remote.Port()),
+			NetNS: nsIfAll(in.Scope, t.NetNS)}, in.EndNs-t.SinceNs)
 	}
 	slices.SortFunc(cw.Leaked, func(a, b Leak) int {
 		return cmp.Or(cmp.Compare(b.AgeS, a.AgeS), cmp.Compare(a.Lport, b.Lport), cmp.Compare(a.Rport, b.Rport))
 	})
 
-	byPID := map[int]*LeakOwner{}
+	type owner struct {
+		ns  uint32
+		pid int
+	}
+	byPID := map[owner]*LeakOwner{}
 	for _, l := range cw.Leaked {
-		o := byPID[l.PID]
+		o := byPID[owner{l.NetNS, l.PID}]
 		if o == nil {
-			o = &LeakOwner{PID: l.PID, Comm: l.Comm, Cmdline: l.Cmdline, Lports: []int{}, Peers: []string{}}
-			byPID[l.PID] = o
+			o = &LeakOwner{PID: l.PID, Comm: l.Comm, Cmdline: l.Cmdline, Lports: []int{}, Peers: []string{}, NetNS: l.NetNS}
+			byPID[owner{l.NetNS, l.PID}] = o
 		}
 		o.Count++
 		o.OldestS = max(o.OldestS, l.AgeS)
@@ -269,7 +287,7 @@ func closeWait(in *Input) CloseWait {
 		cw.ByProcess = append(cw.ByProcess, *o)
 	}
 	slices.SortFunc(cw.ByProcess, func(a, b LeakOwner) int {
-		return cmp.Or(cmp.Compare(b.Count, a.Count), cmp.Compare(a.PID, b.PID))
+		return cmp.Or(cmp.Compare(b.Count, a.Count), cmp.Compare(a.PID, b.PID), cmp.Compare(a.NetNS, b.NetNS))
 	})
 	return cw
 }
@@ -320,4 +338,21 @@ func FamilyName(f event.Family) string {
 		return ""
 	}
 	return f.String()
+}
+
+// NamespaceOf cuts a namespace's part out of r, a report built (and
+// advised) from that namespace's statistics alone (tracker.Stats.ForNetNS
+// and its own sysctls and census).
+func NamespaceOf(r *Report, netns uint32, id NetNSIdentity, sockets map[string]int64) Namespace {
+	n := Namespace{NetNS: netns, NetNSIdentity: id, Sockets: sockets,
+		TimeWait: r.TimeWait, FinWait2Orphans: r.FinWait2Orphans, CloseWait: r.CloseWait,
+		PortExhaustion: r.PortExhaustion, Sysctl: r.Sysctl, Netstat: r.Netstat,
+		Recommendations: r.Recommendations}
+	if n.Sockets == nil {
+		n.Sockets = map[string]int64{}
+	}
+	for i := range n.Recommendations {
+		n.Recommendations[i].NetNS = netns
+	}
+	return n
 }

@@ -65,9 +65,60 @@ type Report struct {
 	//     TIME_WAIT, no orphan) because tcp_max_tw_buckets was full, or
 	//     memory ran out.
 	Netstat         map[string]uint64 `json:"netstat"`
-	Recommendations []Advice          `json:"recommendations"`
+	// Recommendations is the advice. With namespaces (--all-netns), it
+	// is each namespace's advice, judged against that namespace's own
+	// sysctls, with Advice.NetNS saying which.
+	Recommendations []Advice `json:"recommendations"`
 	// Command is the result of the command run with `tcptrace -- CMD`.
 	Command *Command `json:"command,omitempty"`
+	// Namespaces splits the report by network namespace when every
+	// namespace was traced (--all-netns); absent otherwise.
+	Namespaces []Namespace `json:"namespaces,omitempty"`
+}
+
+// Namespace is one network namespace's part of a report on every
+// namespace: whose it is, its own settings, what happened in it, and the
+// advice for it. Transitions and time spent per state are kept for the
+// whole host only: here they are absent, and the lifetimes are empty.
+type Namespace struct {
+	NetNS uint32 `json:"netns"`
+	// Own marks the namespace tcptrace runs in.
+	Own bool `json:"own,omitempty"`
+	NetNSIdentity
+	// Gone: no process is left in it (its last sockets may linger).
+	Gone bool `json:"gone,omitempty"`
+	// Sockets is the traced full-socket population per state now.
+	Sockets         map[string]int64 `json:"sockets"`
+	TimeWait        TimeWait         `json:"time_wait"`
+	FinWait2Orphans Orphans          `json:"fin_wait2_orphans"`
+	CloseWait       CloseWait        `json:"close_wait"`
+	PortExhaustion  PortExhaustion   `json:"port_exhaustion"`
+	// Sysctl and Netstat are this namespace's own (counter deltas since
+	// it was found).
+	Sysctl          map[string]string `json:"sysctl"`
+	Netstat         map[string]uint64 `json:"netstat"`
+	Recommendations []Advice          `json:"recommendations"`
+	// CensusError says why its socket census failed, if it did.
+	CensusError string `json:"census_error,omitempty"`
+}
+
+// NetNSIdentity says whose a network namespace is: a container's, a
+// Kubernetes pod's (its containers share one), a named one (ip netns), or
+// the host's. It comes from the cgroup of the lowest-numbered process in it.
+type NetNSIdentity struct {
+	// Name is its ip-netns name (/run/netns/NAME), if any.
+	Name string `json:"name,omitempty"`
+	// ContainerID is the container's ID (64 hex digits for docker,
+	// containerd and cri-o); PodUID the Kubernetes pod's UID.
+	ContainerID string `json:"container_id,omitempty"`
+	PodUID      string `json:"pod_uid,omitempty"`
+	// Runtime is what the cgroup path says runs it: "docker",
+	// "containerd", "cri-o", "podman", "kubepods" (a pod whose runtime
+	// the path does not say), or "" for none.
+	Runtime string `json:"runtime,omitempty"`
+	// PID and Comm name the lowest-numbered process in it.
+	PID  int    `json:"pid,omitempty"`
+	Comm string `json:"comm,omitempty"`
 }
 
 // Scope says what was traced.
@@ -240,6 +291,8 @@ type Leak struct {
 	Inode       uint64  `json:"inode,omitempty"`
 	// Holders is how many processes share the socket's file (after fork).
 	Holders int `json:"holders,omitempty"`
+	// NetNS is the socket's network namespace (with --all-netns only).
+	NetNS uint32 `json:"netns,omitempty"`
 }
 
 // LeakOwner is a process holding leaked CLOSE_WAIT sockets.
@@ -253,6 +306,9 @@ type LeakOwner struct {
 	// Peers are the remote addresses (addr:port) of its leaked sockets, at
 	// most a few.
 	Peers []string `json:"peers"`
+	// NetNS is the network namespace of its leaked sockets (with
+	// --all-netns only; a process leaking in two is listed twice).
+	NetNS uint32 `json:"netns,omitempty"`
 }
 
 // PortExhaustion describes connect() calls that found no free local port.
@@ -300,6 +356,9 @@ type Advice struct {
 	Reason string `json:"reason"`
 	// Evidence holds the measured numbers behind the advice.
 	Evidence map[string]any `json:"evidence"`
+	// NetNS is the network namespace the advice is for (with --all-netns
+	// only).
+	NetNS uint32 `json:"netns,omitempty"`
 }
 
 // Command is the outcome of the command tcptrace ran.
