@@ -44,7 +44,9 @@ type Engine struct {
 	ev      event.Event // the tracker's copy of the current event
 	nowNs   uint64
 
-	census       ownCensus
+	// ns holds what the censuses and the source say of each network
+	// namespace: only tcptrace's own, unless every one is traced.
+	ns           map[uint32]*nsState
 	preTimeWait  int
 	preOrphans   int
 	owners       map[uint64]report.Owner
@@ -55,20 +57,39 @@ type Engine struct {
 	lastSampleNs uint64
 }
 
-// ownCensus is what the censuses of the namespace tcptrace runs in say.
-type ownCensus struct {
+// nsState is what the stream says of one network namespace.
+type nsState struct {
 	// ok: a CLOSE_WAIT census succeeded, and the last one did not fail.
 	ok  bool
 	err string
-	// seeded: the listeners and mini-sockets that predate tracing are in.
+	// seeded: the listeners (and mini-sockets) that predate tracing are in.
 	seeded bool
 	// first is when each CLOSE_WAIT socket was first seen; closeWait the
 	// latest list.
 	first     map[sockKey]uint64
 	closeWait []census.Socket
-	// fullFinWait2 counts full sockets in FIN_WAIT2 (not orphans).
+	// fullFinWait2 counts full sockets in FIN_WAIT2 (not orphans); -1
+	// before a census counted them.
 	fullFinWait2 int
+	// preTimeWait and preOrphans count its mini-sockets found at start.
+	preTimeWait, preOrphans int
+
+	// From Namespace records: identity, settings, counters at first
+	// sight and now; gone since goneNs.
+	described           bool
+	id                  report.NetNSIdentity
+	sysctl              map[string]string
+	netstat0, netstatAt map[string]uint64
+	foundNs             uint64
+	gone                bool
+	goneNs              uint64
 }
+
+// forgetGoneAfter is how long a namespace that is gone stays in the
+// report once nothing of it is alive: long enough for a trace that
+// outlives a short container to report on it, short enough that a
+// daemon on a host that churns containers for days stays bounded.
+const forgetGoneAfter = 5 * time.Minute
 
 type sockKey struct{ local, remote netip.AddrPort }
 
@@ -84,7 +105,7 @@ func New(cfg Config) *Engine {
 		cfg:    cfg,
 		owners: map[uint64]report.Owner{},
 		series: newSeries(cfg.RecentSamples, cfg.HistorySamples),
-		census: ownCensus{first: map[sockKey]uint64{}},
+		ns:     map[uint32]*nsState{},
 	}
 }
 
@@ -114,23 +135,37 @@ func (e *Engine) Event(ev *event.Event) {
 	e.tr.Feed(&e.ev)
 }
 
+// nsOf returns the state of namespace netns, creating it.
+func (e *Engine) nsOf(netns uint32) *nsState {
+	n := e.ns[netns]
+	if n == nil {
+		n = &nsState{first: map[sockKey]uint64{}, fullFinWait2: -1, foundNs: e.nowNs}
+		e.ns[netns] = n
+	}
+	return n
+}
+
+// allNetNS says every namespace is traced.
+func (e *Engine) allNetNS() bool { return e.start.Scope.AllNetNS }
+
 // Census implements Input. A source delivers a census only after every
 // event recorded before its TakenNs: an orphan the census no longer shows
 // is then one that became TIME_WAIT, not one whose end is still unread.
 func (e *Engine) Census(c *Census) {
-	if c.NetNS != e.start.OwnNetNS {
-		return // only tcptrace's own namespace is taken a census of
+	if c.NetNS != e.start.OwnNetNS && !e.allNetNS() {
+		return // only tcptrace's own namespace is traced
 	}
+	n := e.nsOf(c.NetNS)
 	if c.Err != "" {
-		e.census.ok, e.census.err = false, c.Err
+		n.ok, n.err = false, c.Err
 		return
 	}
-	e.census.err = ""
-	if c.States.Has(event.Listen) && !e.census.seeded {
-		e.seed(c)
+	n.err = ""
+	if c.States.Has(event.Listen) && !n.seeded {
+		e.seed(n, c)
 	}
 	if c.States.Has(event.CloseWait) {
-		e.closeWaitCensus(c)
+		closeWaitCensus(n, c)
 	}
 	if c.States.Has(event.FinWait2) {
 		orphans := map[sockKey]bool{}
@@ -146,7 +181,7 @@ func (e *Engine) Census(c *Census) {
 				full++
 			}
 		}
-		e.census.fullFinWait2 = full
+		n.fullFinWait2 = full
 		e.tr.PromoteOrphans(c.NetNS, c.TakenNs, func(l, r netip.AddrPort) bool {
 			return orphans[sockKey{l, r}]
 		})
@@ -154,25 +189,31 @@ func (e *Engine) Census(c *Census) {
 	// Remember the owners named, and forget those of sockets gone.
 	maps.Copy(e.owners, c.Owners)
 	if c.States.Has(event.CloseWait) {
-		live := make(map[uint64]bool, len(e.census.closeWait))
-		for _, s := range e.census.closeWait {
-			live[s.Inode] = true
+		live := map[uint64]bool{}
+		for _, n := range e.ns {
+			for _, s := range n.closeWait {
+				live[s.Inode] = true
+			}
 		}
 		maps.DeleteFunc(e.owners, func(ino uint64, _ report.Owner) bool { return !live[ino] })
 	}
 }
 
 // seed takes in the listeners and mini-sockets that predate tracing.
-func (e *Engine) seed(c *Census) {
-	e.census.seeded = true
+func (e *Engine) seed(n *nsState, c *Census) {
+	n.seeded = true
+	pre := c.States.Has(event.TimeWait)
 	for i := range c.Sockets {
 		s := &c.Sockets[i]
 		switch {
 		case s.State == event.Listen:
 			e.tr.ObserveListener(c.NetNS, s.Local.Port(), 0)
+		case !pre:
 		case s.State == event.TimeWait:
+			n.preTimeWait++
 			e.preTimeWait++
 		case s.State == event.FinWait2 && s.Timer == census.TimerTimeWait:
+			n.preOrphans++
 			e.preOrphans++
 		}
 	}
@@ -181,9 +222,9 @@ func (e *Engine) seed(c *Census) {
 // closeWaitCensus keeps when each CLOSE_WAIT socket was first seen:
 // sockets that predate tracing, or whose transitions the events missed,
 // get their age from it.
-func (e *Engine) closeWaitCensus(c *Census) {
-	first := make(map[sockKey]uint64, len(e.census.first))
-	list := make([]census.Socket, 0, len(e.census.closeWait))
+func closeWaitCensus(n *nsState, c *Census) {
+	first := make(map[sockKey]uint64, len(n.first))
+	list := make([]census.Socket, 0, len(n.closeWait))
 	for i := range c.Sockets {
 		s := &c.Sockets[i]
 		if s.State != event.CloseWait {
@@ -191,13 +232,51 @@ func (e *Engine) closeWaitCensus(c *Census) {
 		}
 		list = append(list, *s)
 		k := sockKey{s.Local, s.Remote}
-		if t, ok := e.census.first[k]; ok {
+		if t, ok := n.first[k]; ok {
 			first[k] = t
 		} else {
 			first[k] = c.TakenNs
 		}
 	}
-	e.census.first, e.census.closeWait, e.census.ok = first, list, true
+	n.first, n.closeWait, n.ok = first, list, true
+}
+
+// Namespace implements Input.
+func (e *Engine) Namespace(r *Namespace) {
+	if r.NetNS != e.start.OwnNetNS && !e.allNetNS() {
+		return
+	}
+	n := e.nsOf(r.NetNS)
+	n.described = true
+	if r.Gone {
+		if !n.gone {
+			n.gone, n.goneNs = true, r.TakenNs
+		}
+		return
+	}
+	n.gone = false
+	if r.Identity != (report.NetNSIdentity{}) {
+		n.id = r.Identity
+	}
+	if r.Sysctl != nil {
+		n.sysctl = maps.Clone(r.Sysctl)
+	}
+	if r.Netstat != nil {
+		if n.netstat0 == nil {
+			n.netstat0 = maps.Clone(r.Netstat)
+		}
+		n.netstatAt = maps.Clone(r.Netstat)
+	}
+}
+
+// forgetGone drops the namespaces gone for a while with nothing alive.
+func (e *Engine) forgetGone() {
+	for ns, n := range e.ns {
+		if n.gone && e.nowNs-min(n.goneNs, e.nowNs) >= uint64(forgetGoneAfter) &&
+			len(n.closeWait) == 0 && e.tr.ForgetNetNS(ns) {
+			delete(e.ns, ns)
+		}
+	}
 }
 
 // Flush implements Input.
@@ -211,6 +290,9 @@ func (e *Engine) Tick(t *Tick) {
 	e.loss = t.Loss
 	if t.Netstat != nil {
 		e.netstat = maps.Clone(t.Netstat)
+	}
+	if e.allNetNS() {
+		e.forgetGone()
 	}
 	e.series.add(e.sample(e.nowNs))
 }
@@ -244,8 +326,11 @@ func (e *Engine) sample(nowNs uint64) Sample {
 		ConnectFailures: b.ConnectFailures,
 		Dropped:         report.DroppedRecords(e.loss, b.LostRecords),
 	}
-	if e.census.ok {
-		p.CloseWait = int64(len(e.census.closeWait))
+	// The census is the truth for the namespaces it covers.
+	for ns, n := range e.ns {
+		if n.ok {
+			p.CloseWait += int64(len(n.closeWait)) - e.tr.NowIn(ns, event.CloseWait)
+		}
 	}
 	return p
 }
@@ -255,20 +340,41 @@ func (e *Engine) sample(nowNs uint64) Sample {
 // shares nothing with the engine, so another goroutine may read it while
 // the engine goes on.
 func (e *Engine) Snapshot() *Snapshot {
+	st := e.tr.Stats()
 	s := &Snapshot{
-		Mode:      e.start.Mode,
-		NowNs:     e.nowNs,
-		Elapsed:   time.Duration(e.nowNs - e.start.StartNs),
-		Final:     e.ended,
-		Interval:  e.start.Interval,
-		Report:    e.report(),
-		Recent:    e.series.Recent(),
-		CensusErr: e.census.err,
-		Start:     e.startCopy(),
+		Mode:         e.start.Mode,
+		NowNs:        e.nowNs,
+		Elapsed:      time.Duration(e.nowNs - e.start.StartNs),
+		Final:        e.ended,
+		Interval:     e.start.Interval,
+		Report:       e.report(&st),
+		Recent:       e.series.Recent(),
+		Start:        e.startCopy(),
+		Durations:    durations(&st),
+		Destinations: st.Destinations,
+	}
+	if own := e.ns[e.start.OwnNetNS]; own != nil {
+		s.CensusErr = own.err
 	}
 	s.History, s.HistoryStep = e.series.History()
 	s.States = e.tr.Brief(e.nowNs, 0).States
 	return s
+}
+
+// durations keys the tracker's time-per-state summaries as the report's
+// States are keyed.
+func durations(st *tracker.Stats) map[string]tracker.Summary {
+	out := make(map[string]tracker.Summary, len(st.Dwell)+2)
+	for s, sum := range st.Dwell {
+		out[s.String()] = sum
+	}
+	if st.TimeWaitLife.Count > 0 {
+		out["TIME_WAIT"] = st.TimeWaitLife
+	}
+	if st.OrphanLife.Count > 0 {
+		out["FIN_WAIT2_ORPHAN"] = st.OrphanLife
+	}
+	return out
 }
 
 func (e *Engine) startCopy() *Start {
@@ -281,62 +387,147 @@ func (e *Engine) startCopy() *Start {
 }
 
 // report assembles the report from what the stream said so far.
-func (e *Engine) report() *report.Report {
+func (e *Engine) report(stats *tracker.Stats) *report.Report {
 	st := &e.start
 	in := report.Input{
 		Mode:    st.Mode,
-		Stats:   e.tr.Stats(),
+		Stats:   *stats,
 		StartNs: st.StartNs, EndNs: e.nowNs, Started: st.Started,
 		Version: st.Version, Kernel: st.Kernel, Hooks: st.Hooks,
 		Scope: st.Scope, Sysctl: maps.Clone(st.Sysctl), Threshold: st.Threshold,
 		Loss:                e.loss,
 		PreexistingTimeWait: e.preTimeWait, PreexistingOrphans: e.preOrphans,
-		OwnNetNS:     st.OwnNetNS,
 		FullFinWait2: -1,
 		TopN:         e.cfg.TopN,
 		Command:      e.command,
+		Owners:       map[uint64]report.Owner{},
 	}
 	if st.Netstat != nil && e.netstat != nil {
 		in.Netstat = hostinfo.Netstat(e.netstat).Delta(st.Netstat)
 	}
-	if e.census.ok {
+	for _, ns := range e.nsOrder() {
+		n := e.ns[ns]
+		if !n.ok {
+			continue
+		}
 		in.CensusOK = true
-		if !st.Scope.AllNetNS {
-			in.FullFinWait2 = e.census.fullFinWait2
-		}
-		in.CloseWait = make([]report.CensusSocket, 0, len(e.census.closeWait))
-		in.Owners = make(map[uint64]report.Owner, len(e.owners))
-		for _, s := range e.census.closeWait {
-			in.CloseWait = append(in.CloseWait, report.CensusSocket{Local: s.Local, Remote: s.Remote,
-				Inode: s.Inode, FirstSeenNs: e.census.first[sockKey{s.Local, s.Remote}]})
-			if o, ok := e.owners[s.Inode]; ok && s.Inode != 0 {
-				in.Owners[s.Inode] = o
+		if ns == st.OwnNetNS {
+			in.OwnNetNS = ns
+			if !st.Scope.AllNetNS {
+				in.FullFinWait2 = n.fullFinWait2
 			}
+		} else {
+			if in.CensusNetNS == nil {
+				in.CensusNetNS = map[uint32]bool{}
+			}
+			in.CensusNetNS[ns] = true
 		}
+		in.CloseWait = e.censusSockets(ns, n, in.CloseWait, in.Owners)
+	}
+	r := report.Build(in)
+	if !st.Scope.AllNetNS || len(e.ns) == 0 {
+		r.Recommendations = advisor.Advise(r)
+		return r
+	}
+	// Every namespace: each its own report, judged against its own
+	// sysctls; the advice of all of them is the report's.
+	for _, ns := range e.nsOrder() {
+		nr := e.nsReport(stats, ns)
+		r.Namespaces = append(r.Namespaces, nr)
+		r.Recommendations = append(r.Recommendations, nr.Recommendations...)
+	}
+	return r
+}
+
+// nsOrder lists the namespaces known: tcptrace's own first, then by inode.
+func (e *Engine) nsOrder() []uint32 {
+	out := slices.Sorted(maps.Keys(e.ns))
+	if i := slices.Index(out, e.start.OwnNetNS); i > 0 {
+		out = slices.Insert(slices.Delete(out, i, i+1), 0, e.start.OwnNetNS)
+	}
+	return out
+}
+
+// censusSockets appends namespace ns's CLOSE_WAIT census to dst, and their
+// known owners to owners.
+func (e *Engine) censusSockets(ns uint32, n *nsState, dst []report.CensusSocket, owners map[uint64]report.Owner) []report.CensusSocket {
+	for _, s := range n.closeWait {
+		dst = append(dst, report.CensusSocket{NetNS: ns, Local: s.Local, Remote: s.Remote,
+			Inode: s.Inode, FirstSeenNs: n.first[sockKey{s.Local, s.Remote}]})
+		if o, ok := e.owners[s.Inode]; ok && s.Inode != 0 {
+			owners[s.Inode] = o
+		}
+	}
+	return dst
+}
+
+// nsReport builds namespace ns's part of the report from its own numbers,
+// census and settings.
+func (e *Engine) nsReport(stats *tracker.Stats, ns uint32) report.Namespace {
+	st := &e.start
+	n := e.ns[ns]
+	in := report.Input{
+		Mode:  st.Mode,
+		Stats: stats.ForNetNS(ns),
+		// A namespace found late is judged over the time it was seen.
+		StartNs: max(st.StartNs, n.foundNs), EndNs: e.nowNs,
+		Scope:               report.Scope{NetNS: ns},
+		Sysctl:              maps.Clone(n.sysctl),
+		Threshold:           st.Threshold,
+		PreexistingTimeWait: n.preTimeWait, PreexistingOrphans: n.preOrphans,
+		OwnNetNS:     ns,
+		CensusOK:     n.ok,
+		FullFinWait2: n.fullFinWait2,
+		TopN:         e.cfg.TopN,
+		Owners:       map[uint64]report.Owner{},
+	}
+	if ns == st.OwnNetNS {
+		in.StartNs = st.StartNs
+		if in.Sysctl == nil {
+			in.Sysctl = maps.Clone(st.Sysctl)
+		}
+	}
+	if n.netstat0 != nil {
+		in.Netstat = hostinfo.Netstat(n.netstatAt).Delta(n.netstat0)
+	} else if ns == st.OwnNetNS && st.Netstat != nil && e.netstat != nil {
+		in.Netstat = hostinfo.Netstat(e.netstat).Delta(st.Netstat)
+	}
+	if n.ok {
+		in.CloseWait = e.censusSockets(ns, n, nil, in.Owners)
 	}
 	r := report.Build(in)
 	r.Recommendations = advisor.Advise(r)
-	return r
+	sockets := map[string]int64{}
+	for s, c := range in.Stats.Now {
+		sockets[s.String()] = c
+	}
+	out := report.NamespaceOf(r, ns, n.id, sockets)
+	out.Own = ns == st.OwnNetNS
+	out.Gone = n.gone
+	out.CensusError = n.err
+	return out
 }
 
 // Threshold is the CLOSE_WAIT age that counts as leaked in this stream.
 func (e *Engine) Threshold() time.Duration { return e.start.Threshold }
 
 // CloseWaitInodes lists the inodes of the CLOSE_WAIT sockets of the
-// latest census at least minAge old by nowNs (known since they entered
+// latest censuses at least minAge old by nowNs (known since they entered
 // CLOSE_WAIT, or since first seen), whose owner is not known yet: the ones
 // a source should name. It allocates only when there are any.
 func (e *Engine) CloseWaitInodes(nowNs uint64, minAge time.Duration) []uint64 {
 	var out []uint64
-	for _, s := range e.census.closeWait {
-		if s.Inode == 0 {
-			continue
-		}
-		if _, known := e.owners[s.Inode]; known {
-			continue
-		}
-		if first := e.census.first[sockKey{s.Local, s.Remote}]; nowNs-min(first, nowNs) >= uint64(minAge) {
-			out = append(out, s.Inode)
+	for _, n := range e.ns {
+		for _, s := range n.closeWait {
+			if s.Inode == 0 {
+				continue
+			}
+			if _, known := e.owners[s.Inode]; known {
+				continue
+			}
+			if first := n.first[sockKey{s.Local, s.Remote}]; nowNs-min(first, nowNs) >= uint64(minAge) {
+				out = append(out, s.Inode)
+			}
 		}
 	}
 	return out

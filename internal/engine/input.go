@@ -39,6 +39,10 @@ type Input interface {
 	Flush(nowNs uint64)
 	// Tick says that an interval passed, with the counters as of then.
 	Tick(t *Tick)
+	// Namespace describes a network namespace traced (--all-netns): whose
+	// it is and its own settings. Sent when the source finds one, when its
+	// facts change, and when it is gone.
+	Namespace(n *Namespace)
 	// End closes the stream.
 	End(e *End)
 }
@@ -98,8 +102,10 @@ type Census struct {
 	// NetNS is the namespace dumped.
 	NetNS uint32
 	// States is what was asked for; Sockets is what the kernel returned.
-	// A census whose States include LISTEN seeds the engine with the
-	// listeners and mini-sockets that predate tracing (the first one).
+	// A namespace's first census whose States include LISTEN seeds the
+	// engine with its listeners; when States include TIME_WAIT too, its
+	// mini-sockets count as predating tracing (ask for TIME_WAIT only in
+	// a census taken when tracing began).
 	States  census.StateMask
 	Sockets []census.Socket
 	// Owners names the processes holding some of the sockets, by inode.
@@ -108,6 +114,30 @@ type Census struct {
 	Owners map[uint64]report.Owner
 	// Err is why the dump failed ("" when it did not); Sockets is then
 	// empty and the previous census stands.
+	Err string
+}
+
+// Namespace describes one network namespace, as the source found it
+// through the processes in it (/proc/PID/ns/net) or its ip-netns name. A
+// source tracing every namespace sends one for each, its own included,
+// before that namespace's first census; again when its facts are read
+// anew; and once with Gone when no process is left in it.
+type Namespace struct {
+	// TakenNs is CLOCK_MONOTONIC when the facts were read.
+	TakenNs uint64
+	// NetNS is the namespace's inode.
+	NetNS uint32
+	// Gone: the namespace has no process (nor name) left. Its last
+	// sockets may still be closing; it is forgotten once they are.
+	Gone bool
+	// Identity says whose it is (container, pod, name, a process in it);
+	// the zero value leaves the previous one standing.
+	Identity report.NetNSIdentity
+	// Sysctl holds its TCP sysctls and Netstat its TcpExt counters as of
+	// TakenNs; nil when not read this time (the previous stand).
+	Sysctl  map[string]string
+	Netstat map[string]uint64
+	// Err says why its facts could not be read ("" when they were).
 	Err string
 }
 
@@ -166,6 +196,12 @@ func (t tee) Flush(nowNs uint64) {
 func (t tee) Tick(k *Tick) {
 	for _, in := range t {
 		in.Tick(k)
+	}
+}
+
+func (t tee) Namespace(n *Namespace) {
+	for _, in := range t {
+		in.Namespace(n)
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 
 	"github.com/tcptrace/tcptrace/internal/event"
 	"github.com/tcptrace/tcptrace/internal/report"
+	"github.com/tcptrace/tcptrace/internal/tracker"
 )
 
 // Snapshot is the state of a trace at one moment, for every output to
@@ -36,6 +37,13 @@ type Snapshot struct {
 	CensusErr string
 	// Start is the stream's opening facts (host, options, scope).
 	Start *Start
+	// Durations holds the time spent per state with histogram buckets
+	// (tracker.BucketBoundsNs), keyed as Report.States is; Destinations
+	// every destination of mini-sockets and failed connects (the report
+	// lists only the top ones). For exporters that need more than the
+	// report says.
+	Durations    map[string]tracker.Summary
+	Destinations []tracker.Destination
 }
 
 // Last returns the latest sample, and false before the first tick.
