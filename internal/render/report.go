@@ -60,7 +60,23 @@ func normalizedReport(r *report.Report) *report.Report {
 		cmd.Argv = reportEmptySlice(cmd.Argv)
 		c.Command = &cmd
 	}
+	if c.Namespaces != nil {
+		c.Namespaces = slices.Clone(c.Namespaces)
+		for i := range c.Namespaces {
+			c.Namespaces[i] = normalizedNamespace(c.Namespaces[i])
+		}
+	}
 	return &c
+}
+
+// normalizedNamespace is normalizedReport for one namespace's part.
+func normalizedNamespace(n report.Namespace) report.Namespace {
+	r := normalizedReport(&report.Report{TimeWait: n.TimeWait, CloseWait: n.CloseWait,
+		PortExhaustion: n.PortExhaustion, Sysctl: n.Sysctl, Netstat: n.Netstat, Recommendations: n.Recommendations})
+	n.TimeWait, n.CloseWait, n.PortExhaustion = r.TimeWait, r.CloseWait, r.PortExhaustion
+	n.Sysctl, n.Netstat, n.Recommendations = r.Sysctl, r.Netstat, r.Recommendations
+	n.Sockets = reportEmptyMap(n.Sockets)
+	return n
 }
 
 func reportEmptySlice[T any](s []T) []T {
@@ -103,7 +119,11 @@ func WriteReportText(w io.Writer, r *report.Report) error {
 	reportOrphans(&b, r)
 	reportCloseWait(&b, r)
 	reportPortExhaustion(&b, r)
-	reportSettings(&b, r)
+	if len(r.Namespaces) > 0 {
+		reportNamespaces(&b, r)
+	} else {
+		reportSettings(&b, r)
+	}
 	reportRecommendations(&b, r)
 	if _, err := io.WriteString(w, reportSafeLines(b.String())); err != nil {
 		return fmt.Errorf("write report: %w", err)
@@ -520,7 +540,7 @@ func reportRecommendations(b *strings.Builder, r *report.Report) {
 			what = fmt.Sprintf("%s = %s, no change", a.Sysctl, reportDash(a.Current))
 		default:
 			what = fmt.Sprintf("%s: %s -> %s", a.Sysctl, reportDash(a.Current), a.Recommended)
-			if !slices.ContainsFunc(conf, func(c report.Advice) bool { return c.Sysctl == a.Sysctl }) {
+			if !slices.ContainsFunc(conf, func(c report.Advice) bool { return c.Sysctl == a.Sysctl && c.NetNS == a.NetNS }) {
 				conf = append(conf, a)
 			}
 		}
@@ -533,12 +553,19 @@ func reportRecommendations(b *strings.Builder, r *report.Report) {
 		} else {
 			reportWrapHanging(b, head, "  ", "     ")
 		}
+		if a.NetNS != 0 {
+			reportWrap(b, "in "+reportNetNSName(r, a.NetNS), "     ")
+		}
 		reportWrap(b, safe.Text(a.Reason), "     ")
 		if ev := reportEvidence(a.Evidence); ev != "" {
 			reportWrap(b, "evidence: "+ev, "     ")
 		}
 	}
 	if len(conf) == 0 {
+		return
+	}
+	if len(r.Namespaces) > 0 {
+		reportApplyPerNamespace(b, r, conf)
 		return
 	}
 	b.WriteString("\n  To apply, write /etc/sysctl.d/90-tcptrace.conf:\n")
@@ -755,4 +782,126 @@ func ringFullByCPU(byCPU []uint64) string {
 		}
 	}
 	return strings.Join(parts, ", ")
+}
+
+// reportNamespaces prints each network namespace's part of a report on
+// all of them: whose it is, what happened in it, its settings where they
+// differ from tcptrace's own namespace, and which advice is its.
+func reportNamespaces(b *strings.Builder, r *report.Report) {
+	fmt.Fprintf(b, "\nNetwork namespaces (%s)\n", human.Count(len(r.Namespaces)))
+	var own map[string]string
+	for _, n := range r.Namespaces {
+		if n.Own {
+			own = n.Sysctl
+		}
+	}
+	for _, n := range r.Namespaces {
+		head := reportNetNSName(r, n.NetNS)
+		if who := reportNetNSWho(n); who != "" {
+			head += ": " + who
+		}
+		if n.Gone {
+			head += " (gone)"
+		}
+		reportWrapHanging(b, head, "  ", "    ")
+		tw, or, cw := n.TimeWait, n.FinWait2Orphans, n.CloseWait
+		line := fmt.Sprintf("TIME_WAIT %s now, %s created (%s client, %s server); FIN_WAIT2 orphans %s now; "+
+			"%s in CLOSE_WAIT, %s leaked; %s ESTABLISHED traced",
+			human.Count(tw.Current), human.Count(tw.Created), human.Count(tw.ByRole.Client), human.Count(tw.ByRole.Server),
+			human.Count(or.Current), human.Count(cw.Current), human.Count(len(cw.Leaked)), human.Count(n.Sockets["ESTABLISHED"]))
+		if f := n.PortExhaustion.ConnectFailures; f > 0 {
+			line += fmt.Sprintf("; %s connect() failures (EADDRNOTAVAIL)", human.Grouped(f))
+		}
+		reportWrap(b, line, "    ")
+		for _, p := range cw.ByProcess {
+			reportWrap(b, fmt.Sprintf("leaks CLOSE_WAIT: %s, %s sockets, the oldest %s",
+				reportOwner(p.PID, (p.Comm)), human.Count(p.Count), human.Seconds(p.OldestS)), "    ")
+		}
+		var set []string
+		for _, st := range reportSettingList() {
+			v, ok := n.Sysctl[st.key]
+			if !ok || (!n.Own && own != nil && own[st.key] == v) {
+				continue
+			}
+			set = append(set, strings.TrimPrefix(st.key, "net.ipv4.")+"="+v)
+		}
+		switch {
+		case len(n.Sysctl) == 0:
+			reportWrap(b, "settings: not read", "    ")
+		case len(set) > 0 && n.Own:
+			reportWrap(b, "settings: "+strings.Join(set, ", "), "    ")
+		case len(set) > 0:
+			reportWrap(b, "settings unlike tcptrace's namespace: "+strings.Join(set, ", "), "    ")
+		}
+		if n.CensusError != "" {
+			reportWrap(b, "census failed: "+n.CensusError, "    ")
+		}
+		if len(n.Recommendations) > 0 {
+			var ids []string
+			for _, a := range n.Recommendations {
+				ids = append(ids, a.ID)
+			}
+			reportWrap(b, "advice: "+strings.Join(ids, ", "), "    ")
+		}
+	}
+}
+
+// reportNetNSName names a namespace in a report on all of them.
+func reportNetNSName(r *report.Report, netns uint32) string {
+	for _, n := range r.Namespaces {
+		if n.NetNS == netns && n.Name != "" {
+			return fmt.Sprintf("netns %d (%s)", netns, (n.Name))
+		}
+	}
+	return fmt.Sprintf("netns %d", netns)
+}
+
+// reportNetNSWho says whose a namespace is.
+func reportNetNSWho(n report.Namespace) string {
+	var who []string
+	if n.Own {
+		who = append(who, "tcptrace's own")
+	}
+	if n.PodUID != "" {
+		who = append(who, "pod "+(n.PodUID))
+	}
+	if n.ContainerID != "" {
+		who = append(who, "container "+(reportClip(n.ContainerID, 12)))
+	}
+	if n.Runtime != "" {
+		who = append(who, (n.Runtime))
+	}
+	if n.PID != 0 {
+		who = append(who, reportOwner(n.PID, (n.Comm)))
+	}
+	return strings.Join(who, ", ")
+}
+
+// reportApplyPerNamespace says how to apply sysctl advice given for
+// several namespaces: each in its own, entered from a process in it.
+func reportApplyPerNamespace(b *strings.Builder, r *report.Report, conf []report.Advice) {
+	for _, n := range r.Namespaces {
+		var mine []report.Advice
+		for _, a := range conf {
+			if a.NetNS == n.NetNS {
+				mine = append(mine, a)
+			}
+		}
+		if len(mine) == 0 {
+			continue
+		}
+		fmt.Fprintf(b, "\n  To apply in %s, write /etc/sysctl.d/90-tcptrace.conf:\n", reportNetNSName(r, n.NetNS))
+		for _, a := range mine {
+			note := cmp.Or(reportSysctlNote(a.Sysctl), a.ID)
+			reportWrapHanging(b, fmt.Sprintf("%s (was %s): %s", a.ID, reportDash(a.Current), note), "    # ", "    #   ")
+			fmt.Fprintf(b, "    %s = %s\n", a.Sysctl, a.Recommended)
+		}
+		if n.PID != 0 {
+			fmt.Fprintf(b, "  then run: nsenter --net=/proc/%d/ns/net sysctl --system\n", n.PID)
+		} else {
+			b.WriteString("  then run: sysctl --system, in that namespace\n")
+		}
+	}
+	b.WriteString("  (net.* sysctls are per network namespace. For a pod or container, set them in its\n" +
+		"  spec instead: securityContext.sysctls, docker run --sysctl.)\n")
 }

@@ -226,7 +226,38 @@ func goldenReports() map[string]*report.Report {
 	for _, r := range m {
 		r.Recommendations = advisor.Advise(r)
 	}
+	m["all_netns"] = allNetNS()
 	return m
+}
+
+// allNetNS: a Kubernetes node traced with --all-netns: the host's own
+// namespace is quiet, a pod's java leaks CLOSE_WAIT, and a docker
+// container churns client-side TIME_WAIT with a narrow port range.
+// Each namespace is advised on its own, as the engine does.
+func allNetNS() *report.Report {
+	r := quietHost()
+	r.Scope = report.Scope{AllNetNS: true}
+	host := report.Namespace{NetNS: 4026531840, Own: true, Sysctl: defaultSysctls(),
+		NetNSIdentity: report.NetNSIdentity{PID: 1, Comm: "systemd"},
+		Sockets:       map[string]int64{"ESTABLISHED": 12}}
+	pod := closeWaitLeak()
+	pod.Scope = report.Scope{NetNS: 4026532301}
+	pod.Recommendations = advisor.Advise(pod)
+	podNS := report.NamespaceOf(pod, 4026532301, report.NetNSIdentity{PodUID: "0b6f5b9e-7c1d-4e2f-9a3b-5c6d7e8f9012",
+		Runtime: "containerd", PID: 2000, Comm: "pause"}, map[string]int64{"CLOSE_WAIT": 0})
+	dock := clientExhaustion()
+	dock.Scope = report.Scope{NetNS: 4026532400}
+	dock.Sysctl["net.ipv4.tcp_tw_reuse"] = "0"
+	dock.Recommendations = advisor.Advise(dock)
+	dockNS := report.NamespaceOf(dock, 4026532400, report.NetNSIdentity{ContainerID: "3f4e5d6c7b8a99887766554433221100ffeeddccbbaa00112233445566778899",
+		Runtime: "docker", PID: 3100, Comm: "load\x1b[31m"}, map[string]int64{"ESTABLISHED": 100})
+	dockNS.Gone = true
+	r.Namespaces = []report.Namespace{host, podNS, dockNS}
+	r.CloseWait = pod.CloseWait
+	for _, n := range r.Namespaces {
+		r.Recommendations = append(r.Recommendations, n.Recommendations...)
+	}
+	return r
 }
 
 func golden(t *testing.T, name string, got []byte) {
