@@ -7,9 +7,9 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	"runtime"
 	"os"
 	"os/exec"
+	"runtime"
 	"sort"
 	"strings"
 	"testing"
@@ -124,15 +124,15 @@ func TestMetricsAgreeWithTheReport(t *testing.T) {
 	r := snap.Report
 	want := map[string]float64{
 		`tcptrace_build_info{goversion="` + goVersion() + `",version="test"}`: 1,
-		`tcptrace_events_total{}`:                                   float64(r.Events),
-		`tcptrace_events_dropped_total{}`:                           0,
-		`tcptrace_time_wait_created_total{netns="1",role="client"}`: 20,
-		`tcptrace_time_wait_created_total{netns="1",role="server"}`: 0,
-		`tcptrace_sockets{netns="1",state="TIME_WAIT"}`:             float64(r.TimeWait.Current),
-		`tcptrace_sockets{netns="1",state="CLOSE_WAIT"}`:            1,
-		`tcptrace_close_wait_leaked_sockets{comm="leaky",netns="1",pid="4242"}`:      1,
-		`tcptrace_close_wait_leaked_oldest_seconds{comm="leaky",netns="1",pid="4242"}`: r.CloseWait.ByProcess[0].OldestS,
-		`tcptrace_close_wait_leaked_sockets{comm="other"}`:                             0,
+		`tcptrace_events_total{}`:                                                                   float64(r.Events),
+		`tcptrace_events_dropped_total{}`:                                                           0,
+		`tcptrace_time_wait_created_total{netns="1",role="client"}`:                                 20,
+		`tcptrace_time_wait_created_total{netns="1",role="server"}`:                                 0,
+		`tcptrace_sockets{netns="1",state="TIME_WAIT"}`:                                             float64(r.TimeWait.Current),
+		`tcptrace_sockets{netns="1",state="CLOSE_WAIT"}`:                                            1,
+		`tcptrace_close_wait_leaked_sockets{comm="leaky",netns="1",pid="4242"}`:                     1,
+		`tcptrace_close_wait_leaked_oldest_seconds{comm="leaky",netns="1",pid="4242"}`:              r.CloseWait.ByProcess[0].OldestS,
+		`tcptrace_close_wait_leaked_sockets{comm="other"}`:                                          0,
 		`tcptrace_time_wait_destination_sockets{addr="10.0.0.2",netns="1",port="80",role="client"}`: 20,
 		`tcptrace_time_wait_destination_sockets{addr="other"}`:                                      0,
 		`tcptrace_transitions_total{new_state="FIN_WAIT1",old_state="ESTABLISHED"}`:                 20,

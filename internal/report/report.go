@@ -64,7 +64,7 @@ type Report struct {
 	//   - TCPTimeWaitOverflow: closes that got no mini-socket (no
 	//     TIME_WAIT, no orphan) because tcp_max_tw_buckets was full, or
 	//     memory ran out.
-	Netstat         map[string]uint64 `json:"netstat"`
+	Netstat map[string]uint64 `json:"netstat"`
 	// Recommendations is the advice. With namespaces (--all-netns), it
 	// is each namespace's advice, judged against that namespace's own
 	// sysctls, with Advice.NetNS saying which.

@@ -95,6 +95,15 @@ func (t *Tracker) ns(netns uint32) *NetNSStats {
 	return n
 }
 
+// NowIn returns how many traced full sockets of namespace netns are in
+// state s now.
+func (t *Tracker) NowIn(netns uint32, s event.State) int64 {
+	if n, ok := t.byNS[netns]; ok && s < event.NumStates {
+		return n.Now[s]
+	}
+	return 0
+}
+
 // ForgetNetNS drops the counts of a network namespace that is gone, once
 // nothing of it is alive (no socket, no mini-socket): a host that starts
 // and stops containers for days must not keep them all. It reports
