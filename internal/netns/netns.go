@@ -270,4 +270,3 @@ func enterError(path string, err error) error {
 	}
 	return fmt.Errorf("entering network namespace %s: %w", path, err)
 }
-

@@ -2,7 +2,7 @@ package netns
 
 import (
 	"os"
-		"strconv"
+	"strconv"
 	"testing"
 	"time"
 
