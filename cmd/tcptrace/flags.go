@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/tcptrace/tcptrace/internal/event"
+	"github.com/tcptrace/tcptrace/internal/metrics"
 	"github.com/tcptrace/tcptrace/internal/probe"
 	"github.com/tcptrace/tcptrace/internal/session"
 )
@@ -34,6 +35,7 @@ Examples:
   sudo tcptrace -- wrk -c100 -d30s http://127.0.0.1:8080/
   sudo tcptrace -e --port 8080                  live events for port 8080
   sudo tcptrace -o json -d 10s | tail -1 | jq .recommendations
+  sudo tcptrace --metrics 0.0.0.0:9877 -q --all-netns   a node exporter for Prometheus
 
 Flags:
 `
@@ -59,6 +61,7 @@ func parseFlags(args []string, stdout io.Writer) (session.Options, error) {
 	fs.DurationVarP(&o.Interval, "interval", "i", time.Second, "refresh period of the live view and the status line; census period")
 	fs.BoolVarP(&o.Quiet, "quiet", "q", false, "no live view or status line while tracing")
 	fs.BoolVar(&o.NoLive, "no-live", false, "no live view: print a status line a second on stderr instead (the view is on when stdout is a terminal)")
+	fs.StringVar(&o.Metrics, "metrics", "", "serve Prometheus metrics on this address (\":9877\" is 127.0.0.1:9877; give a host, e.g. 0.0.0.0:9877, to listen wider)")
 	fs.DurationVar(&o.CloseWaitThreshold, "close-wait-threshold", 30*time.Second, "report CLOSE_WAIT sockets at least this old as leaked")
 	fs.IntVar(&o.MaxSockets, "max-sockets", 1_000_000, "most sockets tracked at once (about 120 bytes each); the oldest are evicted past it")
 	ringMiB := fs.Int("ring-size", 8, "BPF ring buffer size per CPU in MiB (a power of two; all CPUs together at most 256 MiB)")
@@ -134,5 +137,10 @@ func parseFlags(args []string, stdout io.Writer) (session.Options, error) {
 		return o, fmt.Errorf("--ring-size %d: must be a power of two between 1 and 1024 (MiB)", m)
 	}
 	o.RingBytes = *ringMiB << 20
+	if o.Metrics != "" {
+		if _, err := metrics.ListenAddr(o.Metrics); err != nil {
+			return o, err
+		}
+	}
 	return o, nil
 }

@@ -54,6 +54,12 @@ func TestParseFlags(t *testing.T) {
 		{args: []string{"-d", "soon"}, wantErr: "invalid argument"},
 		{args: []string{"-i", "0s"}, wantErr: "must be positive"},
 		{args: []string{"--ring-size", "3"}, wantErr: "power of two"},
+		{args: []string{"--metrics", "localhost"}, wantErr: "the port must be a number"},
+		{args: []string{"--metrics", "9877", "-q", "--all-netns"}, check: func(t *testing.T, o session.Options) {
+			if o.Metrics != "9877" || !o.AllNetNS || !o.Quiet || o.Duration != 0 {
+				t.Errorf("parsed %+v", o)
+			}
+		}},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {

@@ -67,6 +67,8 @@ type liveSource struct {
 	probe  *probe.Probe
 	dumper *census.Dumper
 	ownNS  uint32
+	// fleet follows the other namespaces with --all-netns.
+	fleet *fleet
 
 	cmd     *exec.Cmd
 	proc    atomic.Pointer[os.Process] // cmd's, for interruptCommand
@@ -105,6 +107,11 @@ func (s *liveSource) run(ctx context.Context, in engine.Input) (int, error) {
 		return 0, fmt.Errorf("taking the socket census: %s", seed.Err)
 	}
 	in.Census(seed)
+	if s.fleet != nil {
+		r := &round{}
+		s.fleet.scan(time.Now(), true, seedStates, r)
+		r.apply(in)
+	}
 	// Ready once the start-up census is in, too: traffic a test makes
 	// after this cannot race with that census' dump.
 	if s.opts.ReadyFile != "" {
@@ -125,9 +132,14 @@ func (s *liveSource) run(ctx context.Context, in engine.Input) (int, error) {
 	endNs := monoNow()
 	// The final census is the truth about which CLOSE_WAIT sockets are
 	// still open; their inodes name the processes that hold them.
-	final := s.take(periodicStates)
-	final.Owners = s.owners(closeWaitInodes(final))
-	in.Census(final)
+	final := &round{censuses: []*engine.Census{s.take(periodicStates)}}
+	if s.fleet != nil {
+		s.fleet.refresh(time.Now(), true, final)
+		s.fleet.census(periodicStates, final)
+	}
+	last := final.censuses[len(final.censuses)-1]
+	last.Owners = s.owners(closeWaitInodes(final.censuses))
+	final.apply(in)
 	code := s.commandExit()
 	end := &engine.End{EndNs: endNs, Loss: s.loss(), Netstat: s.netstat()}
 	if s.cmd != nil {
@@ -168,6 +180,9 @@ func (s *liveSource) open() (*engine.Start, error) {
 		s.close()
 		return nil, fmt.Errorf("opening sock_diag for the socket census: %w", err)
 	}
+	if s.opts.AllNetNS {
+		s.fleet = newFleet(s.ownNS, s.stderr)
+	}
 	started := time.Now()
 	st := &engine.Start{
 		Mode:    engine.ModeTrace,
@@ -191,6 +206,9 @@ func (s *liveSource) open() (*engine.Start, error) {
 }
 
 func (s *liveSource) close() {
+	if s.fleet != nil {
+		s.fleet.close()
+	}
 	if s.dumper != nil {
 		_ = s.dumper.Close()
 	}
@@ -221,16 +239,7 @@ func (s *liveSource) loss() report.Loss {
 
 // take runs one census of tcptrace's own namespace.
 func (s *liveSource) take(states census.StateMask) *engine.Census {
-	// The time is taken before the dump: a socket born during the dump
-	// may be missing from it, and must count as younger than the census.
-	c := &engine.Census{TakenNs: monoNow(), NetNS: s.ownNS, States: states}
-	socks, err := s.dumper.Dump(states)
-	if err != nil {
-		c.Err = err.Error()
-		return c
-	}
-	c.Sockets = socks
-	return c
+	return take(s.dumper, s.ownNS, states)
 }
 
 // owners names the processes holding the sockets with these inodes.
@@ -249,11 +258,13 @@ func (s *liveSource) owners(inodes []uint64) map[uint64]report.Owner {
 	return out
 }
 
-func closeWaitInodes(c *engine.Census) []uint64 {
+func closeWaitInodes(cs []*engine.Census) []uint64 {
 	var out []uint64
-	for _, s := range c.Sockets {
-		if s.State == event.CloseWait && s.Inode != 0 {
-			out = append(out, s.Inode)
+	for _, c := range cs {
+		for _, s := range c.Sockets {
+			if s.State == event.CloseWait && s.Inode != 0 {
+				out = append(out, s.Inode)
+			}
 		}
 	}
 	return out
@@ -297,7 +308,7 @@ func (s *liveSource) loop(ctx context.Context, in engine.Input, c *censusLoop) e
 
 	next := time.Now().Add(s.opts.Interval)
 	feed := in.Event
-	var pending *engine.Census
+	var pending *round
 	for {
 		// A census is applied once the stream has caught up with it:
 		// every record written before the dump began has been read.
@@ -307,8 +318,8 @@ func (s *liveSource) loop(ctx context.Context, in engine.Input, c *censusLoop) e
 		// Poll hands over every record waiting, in one batch: the tick
 		// and the census run between batches, never per record.
 		_, err := s.probe.Poll(feed)
-		if pending != nil && s.probe.Through() >= pending.TakenNs {
-			in.Census(pending)
+		if pending != nil && s.probe.Through() >= pending.takenNs() {
+			pending.apply(in)
 			pending = nil
 		}
 		switch {
@@ -340,9 +351,15 @@ type censusLoop struct {
 	done    chan struct{}
 	wg      sync.WaitGroup
 	mu      sync.Mutex
-	latest  *engine.Census
+	latest  *round
 	wanted  []uint64
 	scanned time.Time
+	// The other namespaces' part of a round (--all-netns) runs no sooner
+	// than fleetGap after the last one ended: four times as long as that
+	// one took, so that censuses of many namespaces take at most a fifth
+	// of a CPU, and at least every interval.
+	fleetAt  time.Time
+	fleetGap time.Duration
 }
 
 func newCensusLoop(s *liveSource) *censusLoop {
@@ -363,7 +380,15 @@ func newCensusLoop(s *liveSource) *censusLoop {
 }
 
 func (c *censusLoop) takeOne() {
-	res := c.src.take(periodicStates)
+	res := &round{censuses: []*engine.Census{c.src.take(periodicStates)}}
+	if f := c.src.fleet; f != nil && time.Since(c.fleetAt) >= c.fleetGap {
+		t := time.Now()
+		f.scan(t, false, lateSeedStates, res)
+		f.refresh(t, false, res)
+		f.census(periodicStates, res)
+		c.fleetAt = time.Now()
+		c.fleetGap = 4 * c.fleetAt.Sub(t)
+	}
 	c.mu.Lock()
 	want := c.wanted
 	due := len(want) > 0 && time.Since(c.scanned) >= ownerScanEvery
@@ -371,16 +396,22 @@ func (c *censusLoop) takeOne() {
 		c.wanted, c.scanned = nil, time.Now()
 	}
 	c.mu.Unlock()
-	if due && res.Err == "" {
-		res.Owners = c.src.owners(want)
+	if last := res.censuses[len(res.censuses)-1]; due && last.Err == "" {
+		last.Owners = c.src.owners(want)
 	}
 	c.mu.Lock()
+	if c.latest != nil {
+		// Not handed over yet: keep its namespace records (a namespace
+		// found or gone must not be missed) and its censuses, in order.
+		res.namespaces = append(c.latest.namespaces, res.namespaces...)
+		res.censuses = append(c.latest.censuses, res.censuses...)
+	}
 	c.latest = res
 	c.mu.Unlock()
 }
 
-// result hands over the latest census not yet handed over, or nil.
-func (c *censusLoop) result() *engine.Census {
+// result hands over the rounds not yet handed over, or nil.
+func (c *censusLoop) result() *round {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	r := c.latest

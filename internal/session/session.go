@@ -63,6 +63,9 @@ type Options struct {
 	Command []string
 	// Args is tcptrace's own command line, recorded with the trace.
 	Args []string
+	// Metrics, if set, is the address /metrics is served on (":9877" binds
+	// 127.0.0.1).
+	Metrics string
 	// DevSkip and DevIdle measure tcptrace's own cost (probe.Config.Skip
 	// and Idle); they lose events.
 	DevSkip []string
@@ -101,6 +104,15 @@ func Run(ctx context.Context, opts Options, stdout, stderr io.Writer) error {
 			live = append(live, &statusSink{w: stderr})
 		}
 		final = append(final, &reportSink{w: stdout, stderr: stderr, json: opts.JSON})
+	}
+	if opts.Metrics != "" {
+		// Bound before tracing starts: a port in use fails now.
+		srv, x, err := serveMetrics(opts.Metrics)
+		if err != nil {
+			return err
+		}
+		defer srv.Close()
+		live = append(live, x)
 	}
 	eng := engine.New(cfg)
 	p := &pipeline{Engine: eng, live: live}
