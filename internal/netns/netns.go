@@ -18,6 +18,7 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -66,11 +67,19 @@ func Scan(procRoot, runNetNS string) ([]Namespace, error) {
 	for _, pid := range pids {
 		path := filepath.Join(procRoot, strconv.Itoa(pid), "ns", "net")
 		ino, err := inode(path)
-		if err != nil || byIno[ino] != nil {
+		if err != nil || (byIno[ino] != nil && byIno[ino].Identity.PID != 0) {
+			continue
+		}
+		// A kernel thread (no command line) says nothing of whose the
+		// namespace is: it stands for it only until a process does.
+		kthread := isKernelThread(procRoot, pid)
+		if byIno[ino] != nil && kthread {
 			continue
 		}
 		n := &Namespace{Inode: ino, Path: path}
-		n.Identity = processIdentity(procRoot, pid)
+		if !kthread {
+			n.Identity = processIdentity(procRoot, pid)
+		}
 		byIno[ino] = n
 	}
 	if runNetNS != "" {
@@ -82,7 +91,8 @@ func Scan(procRoot, runNetNS string) ([]Namespace, error) {
 				continue
 			}
 			if n := byIno[ino]; n != nil {
-				n.Identity.Name = e.Name()
+				// The name outlives any process: open it by name.
+				n.Identity.Name, n.Path = e.Name(), path
 				continue
 			}
 			byIno[ino] = &Namespace{Inode: ino, Path: path, Identity: report.NetNSIdentity{Name: e.Name()}}
@@ -94,6 +104,19 @@ func Scan(procRoot, runNetNS string) ([]Namespace, error) {
 	}
 	slices.SortFunc(out, func(a, b Namespace) int { return cmp.Compare(a.Inode, b.Inode) })
 	return out, nil
+}
+
+// isKernelThread says pid has no command line: a kernel thread (or a
+// zombie, which says as little).
+func isKernelThread(procRoot string, pid int) bool {
+	b, err := os.ReadFile(filepath.Join(procRoot, strconv.Itoa(pid), "cmdline"))
+	return err == nil && len(b) == 0
+}
+
+// Vanished says err means the process or namespace went away meanwhile:
+// normal on a busy host, and no reason to warn.
+func Vanished(err error) bool {
+	return errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ESRCH)
 }
 
 // inode returns the namespace inode a ns file or bind mount refers to.

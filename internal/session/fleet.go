@@ -90,14 +90,16 @@ func (f *fleet) scan(now time.Time, force bool, seed census.StateMask, r *round)
 			continue
 		}
 		e = &fleetNS{ns: n}
-		f.nss[n.Inode] = e
-		rec := f.facts(e, now)
-		r.namespaces = append(r.namespaces, rec)
-		if n.Inode == f.own {
-			continue
+		if n.Inode != f.own {
+			if e.dumper, err = netns.OpenDumper(n.Path); netns.Vanished(err) {
+				continue // its process exited meanwhile: the next scan tells
+			} else if err != nil {
+				f.warn("enter", fmt.Errorf("%w; the CLOSE_WAIT owners and sysctls of other namespaces are not known", err))
+			}
 		}
-		if e.dumper, err = netns.OpenDumper(n.Path); err != nil {
-			f.warn("enter", fmt.Errorf("%w; the CLOSE_WAIT owners and sysctls of other namespaces are not known", err))
+		f.nss[n.Inode] = e
+		r.namespaces = append(r.namespaces, f.facts(e, now))
+		if e.dumper == nil {
 			continue
 		}
 		r.censuses = append(r.censuses, take(e.dumper, n.Inode, seed))
@@ -121,7 +123,9 @@ func (f *fleet) facts(e *fleetNS, now time.Time) *engine.Namespace {
 	facts, err := netns.ReadFacts(e.ns.Path)
 	if err != nil {
 		rec.Err = err.Error()
-		f.warn("facts", err)
+		if !netns.Vanished(err) {
+			f.warn("facts", err)
+		}
 		return rec
 	}
 	rec.Sysctl, rec.Netstat = maps.Clone(facts.Sysctl), maps.Clone(facts.Netstat)
