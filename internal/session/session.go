@@ -84,6 +84,16 @@ func Run(ctx context.Context, opts Options, stdout, stderr io.Writer) error {
 	if opts.Interval <= 0 {
 		opts.Interval = time.Second
 	}
+	var exporter engine.Sink
+	if opts.Metrics != "" {
+		// Bound before anything else: a port in use fails now.
+		srv, x, err := serveMetrics(opts.Metrics)
+		if err != nil {
+			return err
+		}
+		defer srv.Close()
+		exporter = x
+	}
 	ctx, stop := context.WithCancel(ctx)
 	defer stop()
 	view := newLiveViewSink(opts, stdout, stderr)
@@ -105,14 +115,8 @@ func Run(ctx context.Context, opts Options, stdout, stderr io.Writer) error {
 		}
 		final = append(final, &reportSink{w: stdout, stderr: stderr, json: opts.JSON})
 	}
-	if opts.Metrics != "" {
-		// Bound before tracing starts: a port in use fails now.
-		srv, x, err := serveMetrics(opts.Metrics)
-		if err != nil {
-			return err
-		}
-		defer srv.Close()
-		live = append(live, x)
+	if exporter != nil {
+		live = append(live, exporter)
 	}
 	eng := engine.New(cfg)
 	p := &pipeline{Engine: eng, live: live}
