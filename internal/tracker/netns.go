@@ -30,17 +30,7 @@ func (m *MiniCounts) started() {
 }
 
 func (m *MiniCounts) ended(ev *event.Event) {
-	if ev.Flags&event.FlagStartUnknown != 0 {
-		m.PreexistingEnded++
-		return
-	}
-	m.Now--
-	switch ev.Cause {
-	case event.Expired:
-		m.Expired++
-	case event.Killed:
-		m.Killed++
-	}
+	countEnd(ev, &m.Now, &m.Expired, &m.Killed, &m.PreexistingEnded)
 }
 
 // NetNSStats is what the tracker counts per network namespace: enough for

@@ -60,20 +60,30 @@ func (m *MiniStats) started(ev *event.Event) {
 }
 
 func (m *MiniStats) ended(ev *event.Event) {
-	if ev.Flags&event.FlagStartUnknown != 0 {
-		m.PreexistingEnded++
+	if !countEnd(ev, &m.Now, &m.Expired, &m.Killed, &m.PreexistingEnded) {
 		return
-	}
-	m.Now--
-	switch ev.Cause {
-	case event.Expired:
-		m.Expired++
-	case event.Killed:
-		m.Killed++
 	}
 	if ev.Flags&event.FlagIncomplete == 0 {
 		m.Life.Add(ev.PhaseNs)
 	}
+}
+
+// countEnd counts a mini-socket's end by its cause, or as the end of
+// one that predates tracing; it reports whether the end was of one seen
+// starting.
+func countEnd(ev *event.Event, now *int64, expired, killed, preexisting *uint64) bool {
+	if ev.Flags&event.FlagStartUnknown != 0 {
+		*preexisting++
+		return false
+	}
+	*now--
+	switch ev.Cause {
+	case event.Expired:
+		*expired++
+	case event.Killed:
+		*killed++
+	}
+	return true
 }
 
 func (t *Tracker) mini(sub event.State) *MiniStats {
