@@ -22,18 +22,42 @@ const reqLen = 56
 // (up to 32 KiB); a large buffer means fewer, fuller rounds of the dump.
 const recvBufSize = 32 << 10
 
+// extInfo is the idiag_ext bit asking for INET_DIAG_INFO (struct
+// tcp_info): bit INET_DIAG_INFO-1.
+const extInfo = 1 << (attrInfo - 1)
+
+// Query says what a dump asks the kernel for.
+type Query struct {
+	// States selects sockets by state (a mini-socket by its substate).
+	States StateMask
+	// Family limits the dump to event.IPv4 or event.IPv6; 0 asks for
+	// both. Each family costs the kernel a walk of the whole established
+	// hash table, so a host known to have no IPv6 sockets can halve the
+	// cost. Dual-stack sockets talking to IPv4 peers are IPv6 sockets:
+	// they are not in an IPv4 dump.
+	Family event.Family
+	// Info asks for each full socket's tcp_info (Socket.Info), which the
+	// kernel fills under the socket's lock: about 250 more bytes per
+	// socket to copy and parse.
+	Info bool
+}
+
 // BuildRequest returns the inet_diag_req_v2 payload asking for every TCP
-// socket of family (AF_INET or AF_INET6) whose state is in mask, with no
-// extensions: the kernel filters by state and sends back bare
-// inet_diag_msg records.
+// socket of family (AF_INET or AF_INET6) whose state is in mask, with
+// tcp_info if info: the kernel filters by state and sends back
+// inet_diag_msg records and the attributes asked for (and a few it always
+// adds).
 //
 //	0 u8 sdiag_family, u8 sdiag_protocol, u8 idiag_ext, u8 pad
 //	4 u32 idiag_states
 //	8 struct inet_diag_sockid (48 bytes, zero: no address filter)
-func BuildRequest(family uint8, mask StateMask) []byte {
+func BuildRequest(family uint8, mask StateMask, info bool) []byte {
 	b := make([]byte, reqLen)
 	b[0] = family
 	b[1] = unix.IPPROTO_TCP
+	if info {
+		b[2] = extInfo
+	}
 	binary.NativeEndian.PutUint32(b[4:], uint32(mask))
 	return b
 }
@@ -91,49 +115,50 @@ func (d *Dumper) Dump(mask StateMask) ([]Socket, error) {
 // given. After an error other than a parse error, a reply may be left
 // half-read: Close the Dumper and open another.
 func (d *Dumper) AppendDump(dst []Socket, mask StateMask) ([]Socket, error) {
-	if mask == 0 {
+	return d.AppendQuery(dst, Query{States: mask})
+}
+
+// AppendDumpFamily is AppendDump for one family only (see Query.Family).
+func (d *Dumper) AppendDumpFamily(dst []Socket, family event.Family, mask StateMask) ([]Socket, error) {
+	if family != event.IPv4 && family != event.IPv6 {
+		return dst, fmt.Errorf("sock_diag dump: unsupported family %v", family)
+	}
+	return d.AppendQuery(dst, Query{States: mask, Family: family})
+}
+
+// AppendQuery appends the sockets q asks for to dst, as AppendDump does.
+func (d *Dumper) AppendQuery(dst []Socket, q Query) ([]Socket, error) {
+	fams := []uint8{afInet, afInet6}
+	switch q.Family {
+	case 0:
+	case event.IPv4, event.IPv6:
+		fams = []uint8{uint8(q.Family)}
+	default:
+		return dst, fmt.Errorf("sock_diag dump: unsupported family %v", q.Family)
+	}
+	if q.States == 0 {
 		return dst, nil
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	start := len(dst)
 	var err error
-	for _, fam := range [...]uint8{afInet, afInet6} {
-		if dst, err = d.dumpFamily(dst, fam, mask); err != nil {
+	for _, fam := range fams {
+		if dst, err = d.dumpFamily(dst, fam, q); err != nil {
 			return dst[:start], err
 		}
 	}
 	return dst, nil
 }
 
-// AppendDumpFamily is AppendDump for one family only. Each family costs the
-// kernel a walk of the whole established hash table, so a host known to have
-// no IPv6 sockets can halve the cost. Dual-stack sockets talking to IPv4
-// peers are IPv6 sockets: they are not in an IPv4 dump.
-func (d *Dumper) AppendDumpFamily(dst []Socket, family event.Family, mask StateMask) ([]Socket, error) {
-	if family != event.IPv4 && family != event.IPv6 {
-		return dst, fmt.Errorf("sock_diag dump: unsupported family %v", family)
-	}
-	if mask == 0 {
-		return dst, nil
-	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	start := len(dst)
-	dst, err := d.dumpFamily(dst, uint8(family), mask)
-	if err != nil {
-		return dst[:start], err
-	}
-	return dst, nil
-}
-
-func (d *Dumper) dumpFamily(dst []Socket, family uint8, mask StateMask) ([]Socket, error) {
+func (d *Dumper) dumpFamily(dst []Socket, family uint8, q Query) ([]Socket, error) {
+	mask := q.States
 	req, err := d.conn.Send(netlink.Message{
 		Header: netlink.Header{
 			Type:  sockDiagByFamily,
 			Flags: netlink.Request | netlink.Dump,
 		},
-		Data: BuildRequest(family, mask),
+		Data: BuildRequest(family, mask, q.Info),
 	})
 	if err != nil {
 		return dst, fmt.Errorf("sock_diag dump request (family %d, %v): %w", family, mask, err)

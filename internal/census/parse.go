@@ -76,6 +76,11 @@ type Socket struct {
 	RQueue, WQueue uint32
 	// IfIndex is the bound interface (idiag_if), 0 when none.
 	IfIndex uint32
+	// Info is the socket's tcp_info when the dump asked for it
+	// (Query.Info) and the kernel has one: full sockets only, so never
+	// for mini-sockets or SYN_RECV request sockets. Info.Len is 0 when
+	// absent.
+	Info TCPInfo
 }
 
 // MsgLen is the size of struct inet_diag_msg, the fixed part of each
@@ -92,10 +97,12 @@ const (
 var ErrShort = errors.New("inet_diag_msg too short")
 
 // ParseInetDiagMsg decodes the inet_diag_msg at the start of b (the payload
-// of one SOCK_DIAG_BY_FAMILY netlink message, without the netlink header);
-// trailing attributes are ignored. Integers other than ports and addresses
-// are in host byte order, as the kernel writes them. It fails on a short
-// message and on a family other than AF_INET or AF_INET6, and never panics.
+// of one SOCK_DIAG_BY_FAMILY netlink message, without the netlink header)
+// and the attributes after it: INET_DIAG_INFO (struct tcp_info) fills
+// Info, others are skipped. Integers other than ports and addresses are in
+// host byte order, as the kernel writes them. It fails on a short message,
+// a family other than AF_INET or AF_INET6, and a malformed attribute, and
+// never panics.
 //
 // Layout (include/uapi/linux/inet_diag.h):
 //
@@ -135,7 +142,38 @@ func ParseInetDiagMsg(b []byte) (Socket, error) {
 	}
 	s.Local = netip.AddrPortFrom(src, sport)
 	s.Remote = netip.AddrPortFrom(dst, dport)
+	if err := parseAttrs(b[MsgLen:], &s); err != nil {
+		return Socket{}, err
+	}
 	return s, nil
+}
+
+// Attribute types of a sock_diag reply (enum in include/uapi/linux/
+// inet_diag.h) that tcptrace reads.
+const attrInfo = 2 // INET_DIAG_INFO: struct tcp_info
+
+// parseAttrs walks the netlink attributes (struct rtattr: u16 length
+// including the 4-byte header, u16 type; each padded to 4 bytes).
+func parseAttrs(b []byte, s *Socket) error {
+	ne := binary.NativeEndian
+	for len(b) > 0 {
+		if len(b) < 4 {
+			return fmt.Errorf("parse sock_diag reply: %d stray bytes after the attributes", len(b))
+		}
+		n, typ := int(ne.Uint16(b)), ne.Uint16(b[2:])
+		if n < 4 || n > len(b) {
+			return fmt.Errorf("parse sock_diag reply: attribute %d of length %d in %d bytes", typ, n, len(b))
+		}
+		if typ == attrInfo {
+			ti, err := ParseTCPInfo(b[4:n])
+			if err != nil {
+				return fmt.Errorf("parse sock_diag reply: %w", err)
+			}
+			s.Info = ti
+		}
+		b = b[min(len(b), (n+3)&^3):]
+	}
+	return nil
 }
 
 // StateMask is a set of TCP states: bit 1<<State for each, as the kernel's

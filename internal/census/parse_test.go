@@ -196,9 +196,12 @@ func TestMask(t *testing.T) {
 }
 
 func TestBuildRequest(t *testing.T) {
-	b := BuildRequest(afInet6, Mask(event.CloseWait))
+	b := BuildRequest(afInet6, Mask(event.CloseWait), false)
 	if len(b) != reqLen || b[0] != afInet6 || b[1] != 6 || b[2] != 0 || b[3] != 0 {
 		t.Fatalf("header %v", b[:4])
+	}
+	if info := BuildRequest(afInet, Mask(event.CloseWait), true); info[2] != 1<<(2-1) {
+		t.Fatalf("idiag_ext %#x, want INET_DIAG_INFO's bit 0x2", info[2])
 	}
 	if binary.NativeEndian.Uint32(b[4:]) != 1<<8 {
 		t.Fatalf("states %v", b[4:8])

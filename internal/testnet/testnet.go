@@ -228,3 +228,133 @@ func waitNone(busy census.StateMask) error {
 		time.Sleep(2 * time.Millisecond)
 	}
 }
+
+// Population is what Populate leaves behind.
+type Population struct {
+	// Ports are the listeners' ports on 127.0.0.1.
+	Ports []int
+	// Holders are the processes holding the connections' sockets, at
+	// most HolderFDs each.
+	Holders []*exec.Cmd
+	// Established counts open connections (two sockets each, both held);
+	// CloseWait the connections whose client closed (a CLOSE_WAIT socket,
+	// held, and a FIN_WAIT2 orphan, gone after tcp_fin_timeout).
+	Established, CloseWait int
+	listeners              []int
+}
+
+// HolderFDs is how many sockets Populate gives each holder process: below
+// the 20,000 hard RLIMIT_NOFILE of the project's machines, which tests
+// cannot raise (no CAP_SYS_RESOURCE).
+const HolderFDs = 16000
+
+// Close ends the holders (closing their sockets) and the listeners.
+func (p *Population) Close() {
+	for _, h := range p.Holders {
+		_ = h.Process.Kill()
+		_ = h.Wait()
+	}
+	for _, fd := range p.listeners {
+		unix.Close(fd)
+	}
+	p.Holders, p.listeners = nil, nil
+}
+
+// Populate makes many loopback sockets in ns quickly, with plain system
+// calls on one thread (no Go netpoller): `established` open connections
+// (two sockets each) and `closeWait` connections whose client closed (a
+// CLOSE_WAIT socket and an orphan each), spread over `listeners`
+// listeners on 127.0.0.1 in the namespace, whose local port range is
+// widened so that there are ports for well over 100,000 sockets.
+//
+// The sockets are held by `sleep` processes (Holders), HolderFDs each,
+// which inherit them: one process could not hold them all. Established
+// connections come first, so a holder holds either kind or, at the
+// boundary, both. Everything is closed when the test ends.
+func (ns *NS) Populate(t testing.TB, listeners, established, closeWait int) *Population {
+	t.Helper()
+	sleep, err := exec.LookPath("sleep")
+	if err != nil {
+		t.Fatal("sleep (coreutils) is needed to hold the sockets")
+	}
+	ns.Sysctl(t, "net.ipv4.ip_local_port_range", "1024 65535")
+	ns.Sysctl(t, "net.core.somaxconn", "4096")
+	p := &Population{Established: established, CloseWait: closeWait}
+	t.Cleanup(p.Close)
+	ns.Do(t, func() error {
+		for range listeners {
+			fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+			if err != nil {
+				return fmt.Errorf("socket: %w", err)
+			}
+			p.listeners = append(p.listeners, fd)
+			if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+				return fmt.Errorf("bind: %w", err)
+			}
+			if err := unix.Listen(fd, 4096); err != nil {
+				return fmt.Errorf("listen: %w", err)
+			}
+			sa, err := unix.Getsockname(fd)
+			if err != nil {
+				return fmt.Errorf("getsockname: %w", err)
+			}
+			p.Ports = append(p.Ports, sa.(*unix.SockaddrInet4).Port)
+		}
+		var batch []*os.File
+		hand := func() error {
+			if len(batch) == 0 {
+				return nil
+			}
+			// No Stdin/Stdout: Start then starts no goroutine, and the
+			// fork happens on this thread.
+			h := exec.Command(sleep, "infinity")
+			h.ExtraFiles = batch
+			err := h.Start()
+			for _, f := range batch {
+				f.Close()
+			}
+			batch = batch[:0]
+			if err != nil {
+				return fmt.Errorf("starting a socket holder: %w", err)
+			}
+			p.Holders = append(p.Holders, h)
+			return nil
+		}
+		keep := func(fd int) error {
+			batch = append(batch, os.NewFile(uintptr(fd), "socket"))
+			if len(batch) >= HolderFDs {
+				return hand()
+			}
+			return nil
+		}
+		for i := range established + closeWait {
+			ln := p.listeners[i%listeners]
+			c, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+			if err != nil {
+				return fmt.Errorf("socket (connection %d): %w", i, err)
+			}
+			// The handshake completes inside connect() on loopback.
+			if err := unix.Connect(c, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}, Port: p.Ports[i%listeners]}); err != nil {
+				unix.Close(c)
+				return fmt.Errorf("connect (connection %d): %w", i, err)
+			}
+			s, _, err := unix.Accept4(ln, unix.SOCK_CLOEXEC)
+			if err != nil {
+				unix.Close(c)
+				return fmt.Errorf("accept (connection %d): %w", i, err)
+			}
+			if i < established {
+				if err := keep(c); err != nil {
+					return err
+				}
+			} else {
+				unix.Close(c)
+			}
+			if err := keep(s); err != nil {
+				return err
+			}
+		}
+		return hand()
+	})
+	return p
+}
