@@ -35,10 +35,28 @@ type Owner struct {
 	// Process is the holder with the lowest PID (after a fork, usually the
 	// parent).
 	Process
+	// FD is the file descriptor number by which Process holds the socket
+	// (its lowest, if it holds it more than once).
+	FD int
 	// Holders is how many processes were found holding the socket. From
 	// ResolveAll it is exact (as of the scan); from Resolve, which stops as
 	// soon as every inode has a holder, it is a lower bound.
 	Holders int
+}
+
+// Scan is what one pass over /proc found.
+type Scan struct {
+	// Owners maps each wanted inode that some process holds to its owner.
+	Owners map[uint64]Owner
+	// FDs is how many file descriptors each owner process had open at
+	// the scan (every one, sockets or not), by PID.
+	FDs map[int]int
+	// Unreadable counts the processes whose fds this process may not read
+	// (another user's, without CAP_SYS_PTRACE or root): the sockets they
+	// hold cannot be attributed.
+	Unreadable int
+	// Scanned counts the processes whose fds were read.
+	Scanned int
 }
 
 // Resolve finds, for each wanted socket inode, the lowest-PID process that
@@ -49,64 +67,128 @@ type Owner struct {
 // or whose fds this process may not read, are skipped; only failing to list
 // procfs itself is an error.
 func Resolve(procfs fs.FS, inodes []uint64) (map[uint64]Owner, error) {
-	return scan(procfs, inodes, true)
+	sc, err := ScanFor(procfs, inodes, true)
+	if err != nil {
+		return nil, err
+	}
+	return sc.Owners, nil
 }
 
 // ResolveAll is Resolve without the early stop: it reads every process's
 // fds, so Owner.Holders counts all processes sharing each socket (after a
 // fork, or when an fd was passed over a unix socket).
 func ResolveAll(procfs fs.FS, inodes []uint64) (map[uint64]Owner, error) {
-	return scan(procfs, inodes, false)
+	sc, err := ScanFor(procfs, inodes, false)
+	if err != nil {
+		return nil, err
+	}
+	return sc.Owners, nil
 }
 
-func scan(procfs fs.FS, inodes []uint64, stopEarly bool) (map[uint64]Owner, error) {
-	out := make(map[uint64]Owner, len(inodes))
+// ScanFor is Resolve (stopEarly) or ResolveAll with everything the scan
+// learnt on the way: the owners' open fd counts, and how many processes it
+// could not read. procfs from Proc reads fds several times faster than a
+// plain fs.FS.
+func ScanFor(procfs fs.FS, inodes []uint64, stopEarly bool) (*Scan, error) {
+	sc := &Scan{Owners: make(map[uint64]Owner, len(inodes)), FDs: map[int]int{}}
 	if len(inodes) == 0 {
-		return out, nil
+		return sc, nil
 	}
 	want := make(map[uint64]bool, len(inodes))
 	for _, ino := range inodes {
 		want[ino] = true
 	}
-	if _, ok := procfs.(fs.ReadLinkFS); !ok {
-		return nil, fmt.Errorf("resolve socket owners: %T cannot read symlinks (needs fs.ReadLinkFS)", procfs)
+	fdr, fast := procfs.(fdReader)
+	if !fast {
+		if _, ok := procfs.(fs.ReadLinkFS); !ok {
+			return nil, fmt.Errorf("resolve socket owners: %T cannot read symlinks (needs fs.ReadLinkFS)", procfs)
+		}
+		fdr = genericFDs{procfs}
 	}
 	pids, err := listPIDs(procfs)
 	if err != nil {
 		return nil, fmt.Errorf("resolve socket owners: %w", err)
 	}
+	var seen map[uint64]bool // inodes this process holds, counted once each
 	for _, pid := range pids {
-		dir := strconv.Itoa(pid)
-		fds, err := fs.ReadDir(procfs, dir+"/fd")
-		if err != nil {
-			continue // gone, a zombie, or not ours to read
-		}
-		var seen map[uint64]bool // inodes this process holds, counted once each
-		for _, fd := range fds {
-			target, err := fs.ReadLink(procfs, dir+"/fd/"+fd.Name())
-			if err != nil {
-				continue // fd closed meanwhile
+		clear(seen)
+		owns := false
+		var proc *Process // read once, for the first inode it owns
+		n, err := fdr.readFDs(pid, func(fd int, target []byte) {
+			ino, ok := parseSocketLink(target)
+			if !ok || !want[ino] {
+				return
 			}
-			ino, ok := ParseSocketLink(target)
-			if !ok || !want[ino] || seen[ino] {
-				continue
+			if seen[ino] {
+				if o := sc.Owners[ino]; o.PID == pid && fd < o.FD {
+					o.FD = fd // directory order is not numeric order
+					sc.Owners[ino] = o
+				}
+				return
 			}
 			if seen == nil {
 				seen = make(map[uint64]bool)
 			}
 			seen[ino] = true
-			o, found := out[ino]
+			o, found := sc.Owners[ino]
 			if !found {
-				o.Process = readProcess(procfs, pid)
+				if proc == nil {
+					p := readProcess(procfs, pid)
+					proc = &p
+				}
+				o.Process = *proc
+				o.FD = fd
+				owns = true
 			}
 			o.Holders++
-			out[ino] = o
+			sc.Owners[ino] = o
+		})
+		switch {
+		case errors.Is(err, fs.ErrPermission):
+			sc.Unreadable++
+			continue
+		case err != nil:
+			continue // gone, or a zombie
 		}
-		if stopEarly && len(out) == len(want) {
+		sc.Scanned++
+		if owns {
+			sc.FDs[pid] = n
+		}
+		if stopEarly && len(sc.Owners) == len(want) {
 			break
 		}
 	}
-	return out, nil
+	return sc, nil
+}
+
+// fdReader reads the fd links of one process: it calls fn for each fd
+// with the link's target (valid only during the call) and returns how many
+// fds there were.
+type fdReader interface {
+	readFDs(pid int, fn func(fd int, target []byte)) (int, error)
+}
+
+// genericFDs reads fds through any fs.ReadLinkFS (tests use fstest.MapFS).
+type genericFDs struct{ fsys fs.FS }
+
+func (g genericFDs) readFDs(pid int, fn func(fd int, target []byte)) (int, error) {
+	dir := strconv.Itoa(pid) + "/fd"
+	fds, err := fs.ReadDir(g.fsys, dir)
+	if err != nil {
+		return 0, err
+	}
+	for _, e := range fds {
+		fd, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		target, err := fs.ReadLink(g.fsys, dir+"/"+e.Name())
+		if err != nil {
+			continue // fd closed meanwhile
+		}
+		fn(fd, []byte(target))
+	}
+	return len(fds), nil
 }
 
 // listPIDs returns the numeric entries of procfs's root, ascending.
@@ -177,17 +259,23 @@ func JoinCmdline(b []byte) string {
 // ParseSocketLink returns the inode of an fd link target "socket:[INODE]",
 // and false for any other target.
 func ParseSocketLink(target string) (uint64, bool) {
-	rest, ok := strings.CutPrefix(target, "socket:[")
-	if !ok {
+	return parseSocketLink([]byte(target))
+}
+
+// parseSocketLink is ParseSocketLink on bytes, without allocating: it runs
+// for every fd of every process scanned.
+func parseSocketLink(b []byte) (uint64, bool) {
+	const prefix = "socket:["
+	if len(b) < len(prefix)+2 || string(b[:len(prefix)]) != prefix || b[len(b)-1] != ']' {
 		return 0, false
 	}
-	num, ok := strings.CutSuffix(rest, "]")
-	if !ok || num == "" || num[0] == '+' {
-		return 0, false
-	}
-	ino, err := strconv.ParseUint(num, 10, 64)
-	if err != nil {
-		return 0, false
+	var ino uint64
+	for _, c := range b[len(prefix) : len(b)-1] {
+		d := uint64(c - '0')
+		if c < '0' || c > '9' || ino > (1<<64-1-d)/10 {
+			return 0, false
+		}
+		ino = ino*10 + d
 	}
 	return ino, true
 }

@@ -2,6 +2,7 @@ package owner
 
 import (
 	"io/fs"
+	"maps"
 	"os"
 	"strconv"
 	"syscall"
@@ -55,10 +56,10 @@ func TestResolve(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := map[uint64]Owner{
-		100: {Process{1, "systemd", "/sbin/init splash"}, 1},
-		555: {Process{900, "nginx", "nginx: master process /usr/sbin/nginx"}, 2},
-		556: {Process{1000, "nginx", "nginx: worker process"}, 1},
-		777: {Process{4242, "app", "/usr/bin/app --port 8080"}, 1},
+		100: {Process{1, "systemd", "/sbin/init splash"}, 3, 1},
+		555: {Process{900, "nginx", "nginx: master process /usr/sbin/nginx"}, 4, 2},
+		556: {Process{1000, "nginx", "nginx: worker process"}, 5, 1},
+		777: {Process{4242, "app", "/usr/bin/app --port 8080"}, 3, 1},
 	}
 	if len(got) != len(want) {
 		t.Errorf("got %d owners %v, want %d", len(got), got, len(want))
@@ -67,6 +68,21 @@ func TestResolve(t *testing.T) {
 		if g, ok := got[ino]; !ok || g != w {
 			t.Errorf("inode %d: got %+v (%v), want %+v", ino, g, ok, w)
 		}
+	}
+}
+
+func TestScanCountsOwnersFDs(t *testing.T) {
+	sc, err := ScanFor(testProc(), []uint64{555, 777}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Only owners' fds are counted: 900 owns 555 (two fds), 4242 owns 777
+	// (five fds, sockets or not); 1000 only shares 555.
+	if want := map[int]int{900: 2, 4242: 5}; !maps.Equal(sc.FDs, want) {
+		t.Errorf("FDs = %v, want %v", sc.FDs, want)
+	}
+	if sc.Scanned != 4 {
+		t.Errorf("Scanned = %d, want 4 (77 has no fd directory, 78 is gone)", sc.Scanned)
 	}
 }
 
@@ -184,7 +200,7 @@ func TestResolveLiveSelf(t *testing.T) {
 	}
 	defer r.Close()
 	defer w.Close()
-	ino, ok := selfSocketInode(t)
+	ino, sockFD, ok := selfSocketInode(t)
 	if !ok {
 		t.Skip("cannot create a socket here")
 	}
@@ -206,33 +222,65 @@ func TestResolveLiveSelf(t *testing.T) {
 	if _, err := Resolve(procfs, []uint64{ino}); err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("full /proc scan: %v; early-stop scan: %v", full, time.Since(start))
+	early := time.Since(start)
+
+	// The fast reader finds the same, with the fd number and count.
+	start = time.Now()
+	sc, err := ScanFor(Proc("/proc"), []uint64{ino, 1<<64 - 1}, false)
+	fast := time.Since(start)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := sc.Owners[ino]
+	if f.Process != o.Process || f.Holders != 1 || f.FD != sockFD {
+		t.Errorf("Proc scan: got %+v, want %+v with fd %d", f, o, sockFD)
+	}
+	if n := sc.FDs[os.Getpid()]; n < 3 || n != countFDs(t) {
+		t.Errorf("Proc scan: %d fds for this process, want %d", n, countFDs(t))
+	}
+	t.Logf("full /proc scan: %v (os.DirFS), %v (Proc); early-stop scan: %v", full, fast, early)
+}
+
+// countFDs counts this process's open fds.
+func countFDs(t *testing.T) int {
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(ents) - 1 // the directory's own fd, open while it was read
 }
 
 // selfSocketInode opens a unix socket (closed at test end) and returns its
-// inode.
-func selfSocketInode(t *testing.T) (uint64, bool) {
+// inode and fd.
+func selfSocketInode(t *testing.T) (uint64, int, bool) {
 	fd, err := syscall.Socket(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
 	if err != nil {
 		t.Logf("socket: %v", err)
-		return 0, false
+		return 0, 0, false
 	}
 	t.Cleanup(func() { syscall.Close(fd) })
 	var st syscall.Stat_t
 	if err := syscall.Fstat(fd, &st); err != nil {
 		t.Logf("fstat: %v", err)
-		return 0, false
+		return 0, 0, false
 	}
-	return st.Ino, true
+	return st.Ino, fd, true
 }
 
 // BenchmarkResolveProc scans this machine's /proc for an inode no process
 // holds: the worst case, every fd of every process read.
 func BenchmarkResolveProc(b *testing.B) {
-	procfs := os.DirFS("/proc")
-	for b.Loop() {
-		if _, err := ResolveAll(procfs, []uint64{1<<64 - 1}); err != nil {
-			b.Fatal(err)
-		}
+	for _, bc := range []struct {
+		name   string
+		procfs fs.FS
+	}{{"DirFS", os.DirFS("/proc")}, {"Proc", Proc("/proc")}} {
+		b.Run(bc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := ResolveAll(bc.procfs, []uint64{1<<64 - 1}); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
