@@ -45,6 +45,10 @@ type CloseWaitSocket struct {
 	// the real holder from its inode.
 	OwnerPID  uint32
 	OwnerComm string
+	// Role says whether this host connect()ed (RoleClient) or accepted
+	// (RoleServer), when the tracker saw how the socket began or its
+	// local port is a listener's.
+	Role Role
 }
 
 // ProcCount is a count per process.
@@ -141,6 +145,7 @@ func (t *Tracker) Stats() Stats {
 			Remote:   netip.AddrPortFrom(addrFrom(s.raddr, s.family), s.rport),
 			SinceNs:  s.enterNs,
 			OwnerPID: s.owner, OwnerComm: commString(t.procs[s.owner]),
+			Role: s.role,
 		})
 	}
 	return st
