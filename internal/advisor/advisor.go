@@ -87,6 +87,11 @@ const (
 	// EADDRNOTAVAIL. Advise before it fails, not only after.
 	portPressurePercent = 50
 
+	// portFullPercent: a census finding this share of the range in use
+	// towards one destination means the range itself is the limit, as
+	// much as a measured rate needing more ports than it has.
+	portFullPercent = 90
+
 	// wideLow and wideHigh are the widest sensible ip_local_port_range:
 	// below 1024 are the privileged ports services listen on.
 	wideLow, wideHigh = 1024, 65535
@@ -115,6 +120,10 @@ const (
 	// are orphans for a few milliseconds, until a FIN that is merely late
 	// arrives, and a shorter timeout would change nothing for them.
 	orphanPeakMin = 100
+	// orphanOverdueS: in a snapshot, orphans that have waited this long
+	// for their peer's FIN (at the median) are waiting for one that does
+	// not come: a FIN merely delayed arrives within milliseconds.
+	orphanOverdueS = 5
 	// orphanExpiredMin: the fewest orphans that ran out the timer (the
 	// peer never sent its FIN) for "mostly expiring" to mean a pattern
 	// rather than a few lost packets.
@@ -136,6 +145,9 @@ const (
 	reasonPeers = 3
 	// reasonCmdline bounds the command line quoted in a reason.
 	reasonCmdline = 80
+	// fdNearPercent: a process holding this share of its RLIMIT_NOFILE is
+	// a burst of connections away from EMFILE.
+	fdNearPercent = 90
 )
 
 // Advise returns advice for the measured facts in r (everything but
@@ -212,6 +224,8 @@ type clientDest struct {
 	name     string // "10.0.0.5:443"
 	loopback bool
 	peak     int64  // TIME_WAIT (and orphan) population at its peak
+	inUse    int64  // local ports in use towards it, any state (census)
+	timeWait int64  // of those, in TIME_WAIT
 	perS     uint64 // most connections closed into TIME_WAIT in one second
 	need     int64  // ports perS needs: perS × 60 s
 	failures uint64 // connect() calls that found no free port
@@ -246,6 +260,14 @@ func (a *advisor) clientDests() []*clientDest {
 		d.failures += f.Failures
 		d.peak = max(d.peak, f.TimeWaitPeak)
 	}
+	// The census's count of ports in use per source address: the
+	// fullest source address is the one that runs out first.
+	for _, h := range a.r.PortExhaustion.Headroom {
+		d := get(h.Addr, h.Port)
+		if int64(h.InUse) > d.inUse {
+			d.inUse, d.timeWait = int64(h.InUse), int64(h.TimeWait)
+		}
+	}
 	return list
 }
 
@@ -271,11 +293,12 @@ func (a *advisor) clientPorts() {
 	for _, d := range a.clientDests() {
 		pressed := d.failures > 0 ||
 			d.peak*100 >= int64(size)*portPressurePercent ||
+			d.inUse*100 >= int64(size)*portPressurePercent ||
 			d.need*100 >= int64(size)*portPressurePercent
 		if pressed {
 			affected = append(affected, d)
 		}
-		if d.failures > 0 || d.need > int64(size) {
+		if d.failures > 0 || d.need > int64(size) || d.inUse*100 >= int64(size)*portFullPercent {
 			exceeded = append(exceeded, d)
 		}
 	}
@@ -320,6 +343,9 @@ func (a *advisor) clientPorts() {
 			e["peak_per_s"] = d.perS
 			e["needed_ports"] = d.need
 			e["affected_destinations"] = len(affected)
+			if d.inUse > 0 {
+				e["ports_in_use"] = d.inUse
+			}
 		}
 		if !rangeKnown {
 			e["port_range_assumed"] = true
@@ -392,7 +418,11 @@ func (a *advisor) clientFinding(affected []*clientDest, size int, failures uint6
 	var b strings.Builder
 	if len(affected) > 0 {
 		d := affected[0]
-		if d.peak > 0 {
+		if d.inUse > d.peak {
+			fmt.Fprintf(&b, "This host connects to %s: %s of its local ports towards it are in use (%s in TIME_WAIT, "+
+				"%d s each) against a range of %s", d.name, human.Grouped(d.inUse), human.Grouped(d.timeWait), timeWaitSeconds,
+				human.Grouped(int64(size)))
+		} else if d.peak > 0 {
 			fmt.Fprintf(&b, "This host connects to %s and closes first: up to %s of its local ports sat in TIME_WAIT "+
 				"(%d s each) against a range of %s", d.name, human.Grouped(d.peak), timeWaitSeconds, human.Grouped(int64(size)))
 		} else {
@@ -474,60 +504,204 @@ func (a *advisor) portRangeAdvice(exceeded []*clientDest, size int, rangeText st
 	})
 }
 
-// closeWaitLeaks gives one warning per process holding leaked CLOSE_WAIT
-// sockets. No sysctl is involved: only the application can end them.
+// closeWaitLeaks gives one warning per leak group (a process's leaked
+// sockets on one local port, or to one backend), each with the advice for
+// its kind of bug, and says how close the process is to its fd limit. No
+// sysctl is involved: only the application can end CLOSE_WAIT.
 func (a *advisor) closeWaitLeaks() {
 	cw := &a.r.CloseWait
 	for _, p := range cw.ByProcess {
-		who := "An unknown process (its owner could not be resolved)"
-		name := "the application"
-		if p.PID != 0 || p.Comm != "" {
-			who = fmt.Sprintf("%s (pid %d", orUnknown(p.Comm), p.PID)
-			if p.Cmdline != "" && p.Cmdline != p.Comm {
-				who += ", " + safe.Quote(truncate(p.Cmdline, reasonCmdline))
-			}
-			who += ")"
-			name = orUnknown(p.Comm)
+		groups := p.Groups
+		if len(groups) == 0 {
+			// A report from before groups: the process is one group.
+			groups = []report.LeakGroup{{Diagnosis: cmp.Or(p.Diagnosis, report.DiagNotClosed), Count: p.Count, OldestS: p.OldestS, Peers: p.Peers}}
 		}
-		ports := make([]string, len(p.Lports))
-		for i, l := range p.Lports {
-			ports[i] = strconv.Itoa(l)
+		for i, g := range groups {
+			a.closeWaitGroup(p, g, i == 0, cw.ThresholdS)
 		}
-		var b strings.Builder
-		fmt.Fprintf(&b, "%s holds %s socket%s in CLOSE_WAIT", who, human.Grouped(int64(p.Count)), plural(p.Count))
-		if len(ports) > 0 {
-			fmt.Fprintf(&b, " on local port%s %s", plural(len(ports)), strings.Join(ports, ", "))
-		}
-		if len(p.Peers) > 0 {
-			peers := p.Peers[:min(len(p.Peers), reasonPeers)]
-			fmt.Fprintf(&b, " (peers %s", strings.Join(peers, ", "))
-			if len(p.Peers) > len(peers) {
-				b.WriteString(", ...")
-			}
-			b.WriteString(")")
-		}
-		fmt.Fprintf(&b, ", the oldest for %s: the peer closed its side and %s never called close(). "+
-			"No sysctl ends CLOSE_WAIT and keepalive settings do not help (the peer is not dead, it "+
-			"already closed): fix the application to close() a socket once a read returns EOF, "+
-			"including on error paths and in connection pools.", human.Seconds(p.OldestS), name)
-		lports := p.Lports
-		if lports == nil {
-			lports = []int{}
-		}
-		peers := p.Peers
-		if peers == nil {
-			peers = []string{}
-		}
-		a.add(report.Advice{
-			ID: IDCloseWaitLeak, Severity: Warning, Sysctl: "",
-			Recommended: fmt.Sprintf("fix %s: close() sockets after reading EOF", name),
-			Reason:      b.String(),
-			Evidence: map[string]any{
-				"pid": p.PID, "comm": p.Comm, "cmdline": p.Cmdline, "count": p.Count,
-				"oldest_s": p.OldestS, "lports": lports, "peers": peers, "threshold_s": cw.ThresholdS,
-			},
-		})
 	}
+}
+
+// closeWaitGroup is the advice for one leak group; first says it is the
+// process's largest, which also carries the fd-limit outlook.
+func (a *advisor) closeWaitGroup(p report.LeakOwner, g report.LeakGroup, first bool, thresholdS float64) {
+	who := "An unknown process (its owner could not be resolved)"
+	name := "the application"
+	if p.PID != 0 || p.Comm != "" {
+		who = fmt.Sprintf("%s (pid %d", orUnknown(p.Comm), p.PID)
+		if p.Cmdline != "" && p.Cmdline != p.Comm {
+			who += ", " + safe.Quote(truncate(p.Cmdline, reasonCmdline))
+		}
+		who += ")"
+		name = orUnknown(p.Comm)
+	}
+	lports := p.Lports
+	if g.Lport != 0 {
+		lports = []int{g.Lport}
+	}
+	ports := make([]string, len(lports))
+	for i, l := range lports {
+		ports[i] = strconv.Itoa(l)
+	}
+	where := ""
+	if len(ports) > 0 {
+		where = fmt.Sprintf(" on local port%s %s", plural(len(ports)), strings.Join(ports, ", "))
+	}
+	peers := ""
+	if len(g.Peers) > 0 {
+		list := g.Peers[:min(len(g.Peers), reasonPeers)]
+		peers = " (peers " + strings.Join(list, ", ")
+		if len(g.Peers) > len(list) {
+			peers += ", ..."
+		}
+		peers += ")"
+	}
+	oldest := "the oldest for " + human.Seconds(g.OldestS)
+	if first && !p.Since.IsZero() {
+		oldest += ", since " + p.Since.UTC().Format("2006-01-02 15:04:05 UTC")
+		if p.AgeSource == report.AgeTCPInfo {
+			oldest += " (from tcp_info: when the peer's FIN arrived)"
+		} else if p.AgeSource == report.AgeCensus {
+			oldest = "the oldest for at least " + human.Seconds(g.OldestS)
+		}
+	}
+	n := human.Grouped(int64(g.Count))
+	noSysctl := " No sysctl ends CLOSE_WAIT and keepalive settings do not help (the peer is not dead, it already closed)."
+	var b strings.Builder
+	var rec string
+	switch g.Diagnosis {
+	case report.DiagUnread:
+		fmt.Fprintf(&b, "%s holds %s socket%s in CLOSE_WAIT%s%s that it never read to the end: ", who, n, plural(g.Count), where, peers)
+		if g.UnreadBytes > 0 {
+			fmt.Fprintf(&b, "%s of them still hold data (%s bytes in all) and the peer's EOF in the receive queue (Recv-Q > 0), ",
+				human.Grouped(int64(g.Unread)), human.Grouped(int64(g.UnreadBytes)))
+		} else {
+			fmt.Fprintf(&b, "%s of them still hold the peer's EOF unread (Recv-Q > 0), ", human.Grouped(int64(g.Unread)))
+		}
+		fmt.Fprintf(&b, "%s. The peers closed their side and %s stopped reading these connections, as a stuck or "+
+			"deadlocked worker, or one waiting on something else, does; it never gets to the read that returns EOF "+
+			"and so never to close(). Find where its threads wait (a thread dump: jstack, py-spy dump, gdb -p %d, "+
+			"/proc/%d/task/*/stack).", oldest, name, p.PID, p.PID)
+		b.WriteString(noSysctl)
+		rec = fmt.Sprintf("fix %s: find why it stopped reading these connections (a stuck worker, a deadlock)", name)
+	case report.DiagClientPool:
+		backend := cmp.Or(g.Backend, "its backend")
+		fmt.Fprintf(&b, "%s connect()ed to %s and holds %s of those connections in CLOSE_WAIT, %s: the backend "+
+			"closed them first", who, backend, n, oldest)
+		if g.IdleBeforeCloseS != nil && *g.IdleBeforeCloseS >= 1 {
+			fmt.Fprintf(&b, ", after they had been idle for about %s (the backend's idle timeout, or a load "+
+				"balancer's)", human.Seconds(*g.IdleBeforeCloseS))
+		}
+		fmt.Fprintf(&b, ", and the connection pool of %s never noticed: it neither reads nor closes them. "+
+			"Make the pool evict idle connections before the backend does and validate a connection before "+
+			"reuse (test on borrow, health checks), and close() one when a read returns EOF or an error.", name)
+		b.WriteString(noSysctl)
+		rec = fmt.Sprintf("fix the connection pool of %s to %s: evict idle connections before the backend does, close() on EOF", name, backend)
+	default:
+		fmt.Fprintf(&b, "%s holds %s socket%s in CLOSE_WAIT%s%s, %s, each read to the end (Recv-Q 0): the peer "+
+			"closed its side, %s read the EOF and never called close().", who, n, plural(g.Count), where, peers, oldest, name)
+		b.WriteString(noSysctl + " Fix the application to close() a socket once a read returns EOF, including on error " +
+			"paths and in connection pools.")
+		rec = fmt.Sprintf("fix %s: close() sockets after reading EOF", name)
+	}
+	if first {
+		b.WriteString(fdOutlook(p))
+	}
+	lp := lports
+	if lp == nil {
+		lp = []int{}
+	}
+	gp := g.Peers
+	if gp == nil {
+		gp = []string{}
+	}
+	e := map[string]any{
+		"pid": p.PID, "comm": p.Comm, "cmdline": p.Cmdline, "count": g.Count, "process_count": p.Count,
+		"oldest_s": g.OldestS, "lports": lp, "peers": gp, "threshold_s": thresholdS,
+		"diagnosis": cmp.Or(g.Diagnosis, report.DiagNotClosed), "unread": g.Unread, "read_eof": g.ReadEOF,
+		"unread_bytes": g.UnreadBytes,
+	}
+	if g.Role != "" {
+		e["role"] = g.Role
+	}
+	if g.Backend != "" {
+		e["backend"] = g.Backend
+	}
+	if g.IdleBeforeCloseS != nil {
+		e["idle_before_close_s"] = *g.IdleBeforeCloseS
+	}
+	if p.AgeSource != "" {
+		e["age_source"] = p.AgeSource
+	}
+	if p.FDs > 0 {
+		e["fds"] = p.FDs
+	}
+	if p.FDLimit > 0 {
+		e["fd_limit"] = p.FDLimit
+	}
+	if p.GrowthSource != "" {
+		e["growth_per_min"] = p.GrowthPerMin
+		e["growth_source"] = p.GrowthSource
+	}
+	if p.TimeToFDLimitS != nil {
+		e["time_to_fd_limit_s"] = *p.TimeToFDLimitS
+	}
+	a.add(report.Advice{
+		ID: IDCloseWaitLeak, Severity: Warning, Sysctl: "",
+		Recommended: rec, Reason: b.String(), Evidence: e,
+	})
+}
+
+// fdOutlook says how bad the leak will get: the process's open fds against
+// RLIMIT_NOFILE, and at the measured growth, when it reaches the limit.
+func fdOutlook(p report.LeakOwner) string {
+	if p.FDs <= 0 {
+		return ""
+	}
+	var b strings.Builder
+	if p.FDLimit <= 0 {
+		fmt.Fprintf(&b, " It has %s file descriptors open (its limit could not be read).", human.Grouped(int64(p.FDs)))
+		return b.String()
+	}
+	fmt.Fprintf(&b, " It holds %s of %s allowed file descriptors (RLIMIT_NOFILE)", human.Grouped(int64(p.FDs)), human.Grouped(int64(p.FDLimit)))
+	switch {
+	case p.FDs >= p.FDLimit:
+		b.WriteString(": it is at the limit, so accept(), connect() and open() fail with EMFILE now.")
+		return b.String()
+	case p.FDs*100 >= p.FDLimit*fdNearPercent:
+		b.WriteString(": accept() will fail with EMFILE soon")
+	}
+	if p.GrowthSource == "" {
+		b.WriteString(".")
+		return b.String()
+	}
+	how := "while traced"
+	if p.GrowthSource == report.AgeTCPInfo {
+		how = "judging by the sockets' ages"
+	}
+	if p.GrowthPerMin <= 0 {
+		fmt.Fprintf(&b, "; the leak did not grow %s.", how)
+		return b.String()
+	}
+	rate := growthText(p.GrowthPerMin)
+	unit := "sockets"
+	if rate == "1" {
+		unit = "socket"
+	}
+	fmt.Fprintf(&b, "; it gains %s CLOSE_WAIT %s a minute (%s)", rate, unit, how)
+	if p.TimeToFDLimitS != nil {
+		fmt.Fprintf(&b, ", which reaches the limit in about %s", human.Seconds(*p.TimeToFDLimitS))
+	}
+	b.WriteString(".")
+	return b.String()
+}
+
+// growthText prints a rate: whole numbers from 10 up, one decimal below.
+func growthText(v float64) string {
+	if v >= 10 {
+		return human.Grouped(int64(v + 0.5))
+	}
+	return strconv.FormatFloat(float64(int64(v*10+0.5))/10, 'f', -1, 64)
 }
 
 // maxTwBuckets: the table overflowed, so some closes got no mini-socket.
@@ -582,7 +756,10 @@ func (a *advisor) finTimeout() bool {
 	o := &a.r.FinWait2Orphans
 	expired, late := o.Ended.Expired, o.Ended.BecameTimeWait
 	mostlyExpire := expired >= orphanExpiredMin && expired > late
-	if o.Created == 0 || !(o.Current >= orphanPeakMin || mostlyExpire) {
+	// A snapshot sees no orphan end, but how long those present have
+	// waited: a FIN merely late arrives within milliseconds.
+	overdue := a.r.Mode == report.ModeSnapshot && o.Current >= orphanPeakMin && o.WaitedP50S >= orphanOverdueS
+	if !overdue && (o.Created == 0 || !(o.Current >= orphanPeakMin || mostlyExpire)) {
 		return false
 	}
 	cur := a.r.Sysctl[hostinfo.FinTimeout]
@@ -596,21 +773,37 @@ func (a *advisor) finTimeout() bool {
 	if ok {
 		held = fmt.Sprintf("tcp_fin_timeout = %d s", n)
 	}
-	reason := fmt.Sprintf("%s socket%s were orphaned in FIN_WAIT2 (peak %s at once): this host closed them and "+
+	advice := report.Advice{
+		ID: IDFinTimeout, Severity: Warning, Sysctl: hostinfo.FinTimeout, Current: cur,
+		Recommended: strconv.Itoa(recommendedFinTimeout),
+	}
+	if overdue && o.Created == 0 {
+		advice.Reason = fmt.Sprintf("%s socket%s are orphaned in FIN_WAIT2 now: this host closed them and the peer has "+
+			"not sent its FIN, half of them for %s or more (the longest %s), where a FIN that is merely late comes "+
+			"within milliseconds. Each holds its connection's ports and memory for %s; %d s frees them sooner. "+
+			"Also find out why the peers do not close (a load balancer or firewall dropping idle connections, a "+
+			"hung peer). This does not shorten TIME_WAIT.",
+			human.Grouped(o.Current), plural(int(o.Current)), human.Seconds(o.WaitedP50S), human.Seconds(o.WaitedMaxS),
+			held, recommendedFinTimeout)
+		advice.Evidence = map[string]any{
+			"orphans_now": o.Current, "orphans_waited_p50_s": o.WaitedP50S, "orphans_waited_max_s": o.WaitedMaxS,
+			"orphans_client": o.ByRole.Client, "orphans_server": o.ByRole.Server, "tcp_fin_timeout": cur,
+		}
+		a.add(advice)
+		return true
+	}
+	advice.Reason = fmt.Sprintf("%s socket%s were orphaned in FIN_WAIT2 (peak %s at once): this host closed them and "+
 		"the peer never sent its FIN (%s ran out the timer, %s got it late). Each holds its connection's "+
 		"ports and memory for %s; %d s frees them sooner. Also find out why the peers do not close (a load "+
 		"balancer or firewall dropping idle connections, a hung peer). This does not shorten TIME_WAIT.",
 		human.Grouped(int64(o.Created)), plural(int(o.Created)), human.Grouped(o.Peak), human.Grouped(int64(expired)), human.Grouped(int64(late)),
 		held, recommendedFinTimeout)
-	a.add(report.Advice{
-		ID: IDFinTimeout, Severity: Warning, Sysctl: hostinfo.FinTimeout, Current: cur,
-		Recommended: strconv.Itoa(recommendedFinTimeout), Reason: reason,
-		Evidence: map[string]any{
-			"orphans_created": o.Created, "orphans_peak": o.Peak, "orphans_expired": expired,
-			"orphans_became_time_wait": late, "orphans_client": o.ByRole.Client, "orphans_server": o.ByRole.Server,
-			"tcp_fin_timeout": cur,
-		},
-	})
+	advice.Evidence = map[string]any{
+		"orphans_created": o.Created, "orphans_peak": o.Peak, "orphans_expired": expired,
+		"orphans_became_time_wait": late, "orphans_client": o.ByRole.Client, "orphans_server": o.ByRole.Server,
+		"tcp_fin_timeout": cur,
+	}
+	a.add(advice)
 	return true
 }
 

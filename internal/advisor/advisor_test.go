@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 	"unicode/utf8"
 
 	"github.com/tcptrace/tcptrace/internal/report"
@@ -73,6 +74,40 @@ func serverOn(r *report.Report, addr string, port int, peak int64) {
 }
 
 type check func(t *testing.T, adv []report.Advice)
+
+// leaker is a process with one leak group; growth < 0 means unknown.
+func leaker(pid int, comm string, g report.LeakGroup, fds, limit int, growth float64, ageSource string) report.LeakOwner {
+	p := report.LeakOwner{PID: pid, Comm: comm, Count: g.Count, OldestS: g.OldestS, AgeSource: ageSource,
+		Since: time.Date(2026, 11, 23, 20, 4, 0, 0, time.UTC), Diagnosis: g.Diagnosis, Groups: []report.LeakGroup{g},
+		FDs: fds, FDLimit: limit}
+	if g.Lport != 0 {
+		p.Lports = []int{g.Lport}
+	}
+	if growth >= 0 {
+		p.GrowthPerMin, p.GrowthSource = growth, report.AgeTraced
+		if ageSource == report.AgeTCPInfo {
+			p.GrowthSource = report.AgeTCPInfo
+		}
+		if fds >= limit {
+			v := 0.0
+			p.TimeToFDLimitS = &v
+		} else if growth > 0 {
+			v := float64(limit-fds) / growth * 60
+			p.TimeToFDLimitS = &v
+		}
+	}
+	return p
+}
+
+// recommends checks the text of an advice's Recommended.
+func recommends(id, phrase string) check {
+	return func(t *testing.T, adv []report.Advice) {
+		t.Helper()
+		if a := find(t, adv, id); !strings.Contains(a.Recommended, phrase) {
+			t.Errorf("%s recommends %q, want it to contain %q", id, a.Recommended, phrase)
+		}
+	}
+}
 
 // find returns the advice with id, failing the test when absent.
 func find(t *testing.T, adv []report.Advice, id string) report.Advice {
@@ -537,9 +572,143 @@ func TestAdvise(t *testing.T) {
 			},
 		},
 		{
+			name: "a server that stopped reading, near its fd limit",
+			mutate: func(r *report.Report) {
+				r.CloseWait.ByProcess = []report.LeakOwner{leaker(321, "java", report.LeakGroup{
+					Diagnosis: report.DiagUnread, Role: "server", Lport: 8443, Count: 40, OldestS: 900,
+					Unread: 40, UnreadBytes: 5120, Peers: []string{"10.0.0.7:50000"}}, 1012, 1024, 4, report.AgeTCPInfo)}
+			},
+			want: []string{IDCloseWaitLeak},
+			checks: []check{
+				says(IDCloseWaitLeak, "java (pid 321)", "40 sockets in CLOSE_WAIT on local port 8443", "never read to the end",
+					"40 of them still hold data (5,120 bytes in all)", "stopped reading", "jstack", "since 2026-11-23 20:04:00 UTC",
+					"from tcp_info", "1,012 of 1,024 allowed file descriptors", "EMFILE soon",
+					"gains 4 CLOSE_WAIT sockets a minute (judging by the sockets' ages)", "in about 3.0 min", "No sysctl"),
+				saysNot(IDCloseWaitLeak, "read the EOF"),
+				hasEvidence(IDCloseWaitLeak, map[string]any{"diagnosis": "unread", "fds": 1012, "fd_limit": 1024,
+					"growth_per_min": 4, "time_to_fd_limit_s": 180, "unread_bytes": 5120, "role": "server", "age_source": "tcp_info"}),
+				recommends(IDCloseWaitLeak, "find why it stopped reading"),
+			},
+		},
+		{
+			name: "a server that read EOF and never closed",
+			mutate: func(r *report.Report) {
+				r.CloseWait.ByProcess = []report.LeakOwner{leaker(55, "node", report.LeakGroup{
+					Diagnosis: report.DiagNotClosed, Role: "server", Lport: 3000, Count: 7, OldestS: 60, ReadEOF: 7}, 40, 1048576, 0.5, report.AgeTraced)}
+			},
+			want: []string{IDCloseWaitLeak},
+			checks: []check{
+				says(IDCloseWaitLeak, "node (pid 55)", "7 sockets in CLOSE_WAIT on local port 3000", "read to the end (Recv-Q 0)",
+					"read the EOF and never called close()", "40 of 1,048,576", "0.5 CLOSE_WAIT sockets a minute (while traced)"),
+				saysNot(IDCloseWaitLeak, "stopped reading"),
+				saysNot(IDCloseWaitLeak, "EMFILE"),
+				hasEvidence(IDCloseWaitLeak, map[string]any{"diagnosis": "not_closed", "read_eof": 7, "growth_source": "traced"}),
+				recommends(IDCloseWaitLeak, "close() sockets after reading EOF"),
+			},
+		},
+		{
+			name: "a client whose backend drops idle connections, at its fd limit",
+			mutate: func(r *report.Report) {
+				idle := 300.0
+				r.CloseWait.ByProcess = []report.LeakOwner{leaker(77, "app", report.LeakGroup{
+					Diagnosis: report.DiagClientPool, Role: "client", Backend: "10.0.0.5:6379", Count: 25, OldestS: 4000,
+					Unread: 25, IdleBeforeCloseS: &idle}, 1024, 1024, 0, report.AgeTCPInfo)}
+			},
+			want: []string{IDCloseWaitLeak},
+			checks: []check{
+				says(IDCloseWaitLeak, "app (pid 77) connect()ed to 10.0.0.5:6379", "25 of those connections in CLOSE_WAIT",
+					"the backend closed them first", "idle for about 5.0 min", "connection pool of app never noticed",
+					"evict idle connections", "at the limit", "EMFILE now"),
+				saysNot(IDCloseWaitLeak, "local port"),
+				hasEvidence(IDCloseWaitLeak, map[string]any{"diagnosis": "client_pool", "backend": "10.0.0.5:6379",
+					"idle_before_close_s": 300, "time_to_fd_limit_s": 0}),
+				recommends(IDCloseWaitLeak, "connection pool of app to 10.0.0.5:6379"),
+			},
+		},
+		{
+			name: "one process, two kinds of leak: one advice each, the outlook once",
+			mutate: func(r *report.Report) {
+				p := leaker(9, "svc", report.LeakGroup{Diagnosis: report.DiagNotClosed, Role: "server", Lport: 80, Count: 30, OldestS: 100, ReadEOF: 30},
+					500, 1024, 2, report.AgeTraced)
+				p.Groups = append(p.Groups, report.LeakGroup{Diagnosis: report.DiagClientPool, Role: "client",
+					Backend: "[2001:db8::1]:5432", Count: 5, OldestS: 50, Unread: 5})
+				p.Count = 35
+				r.CloseWait.ByProcess = []report.LeakOwner{p}
+			},
+			want: []string{IDCloseWaitLeak, IDCloseWaitLeak},
+			checks: []check{func(t *testing.T, adv []report.Advice) {
+				if !strings.Contains(adv[0].Reason, "never called close()") || !strings.Contains(adv[0].Reason, "500 of 1,024") {
+					t.Errorf("first advice: %s", adv[0].Reason)
+				}
+				if !strings.Contains(adv[1].Reason, "connect()ed to [2001:db8::1]:5432") || strings.Contains(adv[1].Reason, "file descriptors") {
+					t.Errorf("second advice: %s", adv[1].Reason)
+				}
+				if adv[1].Evidence["process_count"] != 35 || adv[1].Evidence["count"] != 5 {
+					t.Errorf("second evidence: %v", adv[1].Evidence)
+				}
+			}},
+		},
+		{
+			name: "a leak whose age is only a lower bound",
+			mutate: func(r *report.Report) {
+				r.CloseWait.ByProcess = []report.LeakOwner{leaker(3, "x", report.LeakGroup{
+					Diagnosis: report.DiagNotClosed, Lport: 81, Count: 1, OldestS: 40}, 0, 0, -1, report.AgeCensus)}
+			},
+			want:   []string{IDCloseWaitLeak},
+			checks: []check{says(IDCloseWaitLeak, "the oldest for at least 40.0 s"), saysNot(IDCloseWaitLeak, "file descriptors")},
+		},
+		{
 			name:   "CLOSE_WAIT below the threshold is no leak",
 			mutate: func(r *report.Report) { r.CloseWait.Current = 40 },
 			want:   []string{},
+		},
+
+		// from a snapshot
+		{
+			name: "snapshot: orphans waiting long for their FIN",
+			mutate: func(r *report.Report) {
+				r.Mode = report.ModeSnapshot
+				r.FinWait2Orphans = report.Orphans{Current: 400, Peak: 400, Preexisting: 400, WaitedP50S: 41.5, WaitedMaxS: 59.9,
+					ByRole: report.ByRole{Server: 400}}
+			},
+			want: []string{IDFinTimeout},
+			checks: []check{
+				setTo(IDFinTimeout, "net.ipv4.tcp_fin_timeout", "60", "30"),
+				says(IDFinTimeout, "400 sockets are orphaned in FIN_WAIT2 now", "41.5 s or more", "59.9 s"),
+				hasEvidence(IDFinTimeout, map[string]any{"orphans_now": 400, "orphans_waited_p50_s": 41.5}),
+			},
+		},
+		{
+			name: "snapshot: orphans whose FIN is merely late",
+			mutate: func(r *report.Report) {
+				r.Mode = report.ModeSnapshot
+				r.FinWait2Orphans = report.Orphans{Current: 400, Peak: 400, WaitedP50S: 0.02, WaitedMaxS: 0.3}
+			},
+			want: []string{},
+		},
+		{
+			name: "snapshot: the ports towards one destination nearly all in use",
+			mutate: func(r *report.Report) {
+				r.Mode = report.ModeSnapshot
+				r.TimeWait.Top = nil
+				r.PortExhaustion.Headroom = []report.PortHeadroom{
+					{Laddr: "10.0.0.1", Addr: "10.0.0.5", Port: 443, InUse: 27000, TimeWait: 25000, Free: 1232},
+					{Laddr: "10.0.0.2", Addr: "10.0.0.5", Port: 443, InUse: 100, TimeWait: 90, Free: 28132},
+				}
+			},
+			want: []string{IDTwReuse, IDPortRange},
+			checks: []check{
+				says(IDTwReuse, "27,000 of its local ports towards it are in use (25,000 in TIME_WAIT"),
+				hasEvidence(IDTwReuse, map[string]any{"ports_in_use": 27000, "destination": "10.0.0.5:443"}),
+			},
+		},
+		{
+			name: "snapshot: few ports in use",
+			mutate: func(r *report.Report) {
+				r.Mode = report.ModeSnapshot
+				r.PortExhaustion.Headroom = []report.PortHeadroom{{Laddr: "10.0.0.1", Addr: "10.0.0.5", Port: 443, InUse: 900, Free: 27332}}
+			},
+			want: []string{},
 		},
 
 		// tw-recycle

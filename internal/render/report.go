@@ -5,10 +5,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/tcptrace/tcptrace/internal/human"
@@ -48,9 +50,19 @@ func normalizedReport(r *report.Report) *report.Report {
 		p := &c.CloseWait.ByProcess[i]
 		p.Lports = reportEmptySlice(p.Lports)
 		p.Peers = reportEmptySlice(p.Peers)
+		p.Groups = slices.Clone(reportEmptySlice(p.Groups))
+		for j := range p.Groups {
+			p.Groups[j].Peers = reportEmptySlice(p.Groups[j].Peers)
+		}
 	}
 	c.PortExhaustion.ByDestination = reportEmptySlice(c.PortExhaustion.ByDestination)
 	c.PortExhaustion.ByProcess = reportEmptySlice(c.PortExhaustion.ByProcess)
+	c.PortExhaustion.Headroom = reportEmptySlice(c.PortExhaustion.Headroom)
+	c.Census.States = reportEmptyMap(c.Census.States)
+	c.BlindSpots = reportEmptySlice(c.BlindSpots)
+	if c.Mode == "" {
+		c.Mode = report.ModeTrace
+	}
 	c.Recommendations = slices.Clone(reportEmptySlice(c.Recommendations))
 	for i := range c.Recommendations {
 		c.Recommendations[i].Evidence = reportEmptyMap(c.Recommendations[i].Evidence)
@@ -102,8 +114,12 @@ const (
 	maxSummaryLines = 6
 	// textWidth is where reasons are wrapped.
 	textWidth = 78
+	// summaryWidth is where summary lines are wrapped.
+	summaryWidth = 100
 	// cmdlineWidth bounds a command line in a reportTable.
 	cmdlineWidth = 36
+	// leakCmdlineWidth is cmdlineWidth in the wider CLOSE_WAIT table.
+	leakCmdlineWidth = 28
 )
 
 // WriteReportText writes r for people: a header, a summary of the
@@ -114,16 +130,22 @@ func WriteReportText(w io.Writer, r *report.Report) error {
 	var b strings.Builder
 	reportHeader(&b, r)
 	reportSummary(&b, r)
-	reportLifetimes(&b, r)
+	if r.Mode == report.ModeSnapshot {
+		reportSockets(&b, r)
+	} else {
+		reportLifetimes(&b, r)
+	}
 	reportTimeWait(&b, r)
 	reportOrphans(&b, r)
 	reportCloseWait(&b, r)
 	reportPortExhaustion(&b, r)
+	reportHeadroom(&b, r)
 	if len(r.Namespaces) > 0 {
 		reportNamespaces(&b, r)
 	} else {
 		reportSettings(&b, r)
 	}
+	reportBlindSpots(&b, r)
 	reportRecommendations(&b, r)
 	if _, err := io.WriteString(w, reportSafeLines(b.String())); err != nil {
 		return fmt.Errorf("write report: %w", err)
@@ -150,6 +172,20 @@ func reportHeader(b *strings.Builder, r *report.Report) {
 	}
 	if r.Scope.Family != "" {
 		scope += ", " + r.Scope.Family + " only"
+	}
+	if r.Mode == report.ModeSnapshot {
+		fmt.Fprintf(b, "tcptrace snapshot: %s on %s\n", scope, kernel)
+		line := []string{}
+		if !r.Census.TakenAt.IsZero() {
+			line = append(line, "taken "+r.Census.TakenAt.UTC().Format("2006-01-02 15:04:05 UTC"))
+		}
+		if r.Version != "" {
+			line = append(line, "tcptrace "+r.Version)
+		}
+		fmt.Fprintf(b, "%s\n", strings.Join(line, ", "))
+		fmt.Fprintf(b, "census of %s sockets in %s; nothing traced: ages are from tcp_info\n",
+			human.Grouped(r.Census.Total), human.Seconds(r.Census.DurationS))
+		return
 	}
 	fmt.Fprintf(b, "tcptrace report: %s on %s, %s\n", human.Seconds(r.DurationS), kernel, scope)
 	var line []string
@@ -196,8 +232,15 @@ func reportHeader(b *strings.Builder, r *report.Report) {
 func reportSummary(b *strings.Builder, r *report.Report) {
 	var lines []string
 	tw := &r.TimeWait
+	snapshot := r.Mode == report.ModeSnapshot
+	if snapshot && r.Census.Total > 0 {
+		lines = append(lines, fmt.Sprintf("%s sockets: %s", human.Grouped(r.Census.Total), reportTopStates(r.Census.States, 3)))
+	}
 	if tw.Peak > 0 {
 		s := fmt.Sprintf("%s TIME_WAIT sockets at peak", human.Grouped(tw.Peak))
+		if snapshot {
+			s = fmt.Sprintf("%s TIME_WAIT sockets", human.Grouped(tw.Current))
+		}
 		if total := tw.ByRole.Client + tw.ByRole.Server; total > 0 {
 			role, n := "client", tw.ByRole.Client
 			if tw.ByRole.Server > n {
@@ -224,8 +267,19 @@ func reportSummary(b *strings.Builder, r *report.Report) {
 	}
 	if bp := r.CloseWait.ByProcess; len(bp) > 0 {
 		p := bp[0]
-		s := fmt.Sprintf("%s CLOSE_WAIT socket%s leaked by %s, the oldest %s", human.Grouped(p.Count), reportPlural(p.Count),
-			reportOwner(p.PID, p.Comm), human.Seconds(p.OldestS))
+		s := fmt.Sprintf("%s CLOSE_WAIT socket%s leaked by %s, the oldest %s%s", human.Grouped(p.Count), reportPlural(p.Count),
+			reportOwner(p.PID, p.Comm), reportAge(p.OldestS, p.AgeSource), reportSince(p.Since))
+		if k := reportDiagnosis(p.Diagnosis, p.Groups); k != "" {
+			s += ": " + k
+		}
+		if p.FDs > 0 && p.FDLimit > 0 {
+			s += fmt.Sprintf("; %s of %s fds", human.Grouped(p.FDs), human.Grouped(p.FDLimit))
+			if t := p.TimeToFDLimitS; t != nil && *t == 0 {
+				s += ", at the limit (EMFILE)"
+			} else if t != nil {
+				s += ", the limit in ~" + human.Seconds(*t)
+			}
+		}
 		if n := len(bp) - 1; n > 0 {
 			s += fmt.Sprintf("; %d more process%s leaking", n, reportPluralES(n))
 		}
@@ -234,6 +288,9 @@ func reportSummary(b *strings.Builder, r *report.Report) {
 	if o := &r.FinWait2Orphans; o.Created > 0 {
 		lines = append(lines, fmt.Sprintf("%s FIN_WAIT2 orphans (peak %s): closed here, the peer's FIN did not come",
 			human.Grouped(o.Created), human.Grouped(o.Peak)))
+	} else if snapshot && o.Current > 0 {
+		lines = append(lines, fmt.Sprintf("%s FIN_WAIT2 orphans: closed here, waiting for the peer's FIN (median %s so far)",
+			human.Grouped(o.Current), human.Seconds(o.WaitedP50S)))
 	}
 	if n := r.Netstat["TCPTimeWaitOverflow"]; n > 0 {
 		lines = append(lines, fmt.Sprintf("%s closes skipped TIME_WAIT (or the FIN_WAIT2 orphan state): tcp_max_tw_buckets was full", human.Grouped(n)))
@@ -257,7 +314,9 @@ func reportSummary(b *strings.Builder, r *report.Report) {
 	}
 	b.WriteString("\nSummary\n")
 	for _, l := range lines {
-		fmt.Fprintf(b, "  %s\n", l)
+		// Summary lines are read at a glance: wrapped only past the
+		// widest line a report has.
+		reportWrapAt(b, l, "  ", "    ", summaryWidth)
 	}
 }
 
@@ -299,6 +358,10 @@ func reportTimeWait(b *strings.Builder, r *report.Report) {
 		return
 	}
 	b.WriteString("\nTIME_WAIT (60 s each, fixed in the kernel)\n")
+	if r.Mode == report.ModeSnapshot {
+		reportTimeWaitNow(b, r)
+		return
+	}
 	fmt.Fprintf(b, "  now %s, peak %s", human.Count(tw.Current), human.Count(tw.Peak))
 	if tw.Peak > 0 {
 		fmt.Fprintf(b, " at %s", human.Seconds(tw.PeakAtS))
@@ -347,6 +410,21 @@ func reportTimeWait(b *strings.Builder, r *report.Report) {
 	t.write(b, "    ")
 }
 
+// reportTimeWaitNow is the TIME_WAIT section of a snapshot: what exists.
+func reportTimeWaitNow(b *strings.Builder, r *report.Report) {
+	tw := &r.TimeWait
+	fmt.Fprintf(b, "  now %s: client side %s, server side %s\n", human.Count(tw.Current), human.Count(tw.ByRole.Client), human.Count(tw.ByRole.Server))
+	if len(tw.Top) == 0 {
+		return
+	}
+	t := newReportTable("ROLE", "DESTINATION", ">NOW")
+	for _, d := range tw.Top {
+		t.row(d.Role, reportHostPort(d.Addr, d.Port), human.Count(d.Current))
+	}
+	b.WriteString("  top destinations (client: the remote side; server: this host's listening side):\n")
+	t.write(b, "    ")
+}
+
 func reportOrphans(b *strings.Builder, r *report.Report) {
 	o := &r.FinWait2Orphans
 	if o.Created == 0 && o.Current == 0 && o.Peak == 0 {
@@ -354,6 +432,15 @@ func reportOrphans(b *strings.Builder, r *report.Report) {
 	}
 	fmt.Fprintf(b, "\nFIN_WAIT2 orphans (closed here, the peer's FIN never came; held tcp_fin_timeout = %s s)\n",
 		reportDash(r.Sysctl["net.ipv4.tcp_fin_timeout"]))
+	if r.Mode == report.ModeSnapshot {
+		fmt.Fprintf(b, "  now %s (client side %s, server side %s)\n  waited for the FIN so far: median %s, longest %s\n",
+			human.Count(o.Current), human.Count(o.ByRole.Client), human.Count(o.ByRole.Server),
+			human.Seconds(o.WaitedP50S), human.Seconds(o.WaitedMaxS))
+		if o.FullSockets > 0 {
+			fmt.Fprintf(b, "  and %s full FIN_WAIT2 sockets (half-closed with shutdown(), still held by a process)\n", human.Count(o.FullSockets))
+		}
+		return
+	}
 	fmt.Fprintf(b, "  now %s, peak %s, created %s (at most %s/s)\n", human.Count(o.Current), human.Count(o.Peak), human.Count(o.Created), human.Count(o.PeakPerS))
 	fmt.Fprintf(b, "  ended: %s expired (no FIN), %s got their FIN late (became TIME_WAIT), %s killed\n",
 		human.Count(o.Ended.Expired), human.Count(o.Ended.BecameTimeWait), human.Count(o.Ended.Killed))
@@ -375,32 +462,115 @@ func reportCloseWait(b *strings.Builder, r *report.Report) {
 	}
 	fmt.Fprintf(b, "\nCLOSE_WAIT leaks: %s sockets in CLOSE_WAIT for %s or more (%s in CLOSE_WAIT at the end);\n"+
 		"  the peer closed, the process holding them has not\n", human.Count(len(cw.Leaked)), human.Seconds(cw.ThresholdS), human.Count(cw.Current))
-	t := newReportTable(">PID", "COMM", ">COUNT", ">OLDEST", "LOCAL PORTS", "CMDLINE")
+	t := newReportTable(">PID", "COMM", ">COUNT", ">OLDEST", ">FDS/LIMIT", ">GROWTH", ">EMFILE IN", "CMDLINE")
 	for _, p := range cw.ByProcess {
-		ports := make([]string, len(p.Lports))
-		for i, l := range p.Lports {
-			ports[i] = strconv.Itoa(l)
+		fds := "-"
+		if p.FDs > 0 {
+			fds = human.Grouped(p.FDs) + "/" + reportDash(reportCount(p.FDLimit))
 		}
-		t.row(strconv.Itoa(p.PID), reportName(p.Comm), human.Count(p.Count), human.Seconds(p.OldestS),
-			reportDash(strings.Join(ports, ",")), reportDash(reportClip(safe.Text(p.Cmdline), cmdlineWidth)))
+		growth, limitIn := "-", "-"
+		if p.GrowthSource != "" {
+			growth = strconv.FormatFloat(p.GrowthPerMin, 'f', 1, 64) + "/min"
+		}
+		if t := p.TimeToFDLimitS; t != nil {
+			limitIn = human.Seconds(*t)
+			if *t == 0 {
+				limitIn = "AT LIMIT"
+			}
+		}
+		t.row(strconv.Itoa(p.PID), reportName(p.Comm), human.Count(p.Count), reportAge(p.OldestS, p.AgeSource),
+			fds, growth, limitIn, reportDash(reportClip(safe.Text(p.Cmdline), leakCmdlineWidth)))
 	}
 	t.write(b, "  ")
-	b.WriteString("  leaked sockets, oldest first (AGE \">\": there before tracing began, at least that old):\n")
-	t = newReportTable(">PID", "COMM", "LOCAL", "REMOTE", ">AGE")
+	if reportHasGroups(cw.ByProcess) {
+		b.WriteString("  by kind (unread: never read to the end, Recv-Q > 0; not_closed: read EOF, never closed;\n" +
+			"  client_pool: connect()ed, the backend closed first):\n")
+		t = newReportTable(">PID", "KIND", "WHERE", ">COUNT", ">RECV-Q>0", ">IDLE BEFORE FIN")
+		for _, p := range cw.ByProcess {
+			for _, g := range p.Groups {
+				where := "local port " + strconv.Itoa(g.Lport)
+				if g.Backend != "" {
+					where = "backend " + g.Backend
+				}
+				idle := "-"
+				if g.IdleBeforeCloseS != nil {
+					idle = human.Seconds(*g.IdleBeforeCloseS)
+				}
+				t.row(strconv.Itoa(p.PID), g.Diagnosis, where, human.Count(g.Count), human.Count(g.Unread), idle)
+			}
+		}
+		t.write(b, "    ")
+	}
+	b.WriteString("  leaked sockets, oldest first (AGE \"~\": from tcp_info; \">\": at least, there before tracing):\n")
+	t = newReportTable(">PID", "COMM", ">FD", "LOCAL", "REMOTE", ">RECV-Q", ">AGE", "KIND")
 	for i, l := range cw.Leaked {
 		if i == maxLeakLines {
 			break
 		}
-		age := human.Seconds(l.AgeS)
-		if l.Preexisting {
-			age = ">" + age
+		fd := "-"
+		if l.FD >= 0 && l.PID != 0 {
+			fd = strconv.Itoa(l.FD)
 		}
-		t.row(strconv.Itoa(l.PID), reportName(l.Comm), reportHostPort(l.Laddr, l.Lport), reportHostPort(l.Raddr, l.Rport), age)
+		t.row(strconv.Itoa(l.PID), reportName(l.Comm), fd, reportHostPort(l.Laddr, l.Lport), reportHostPort(l.Raddr, l.Rport),
+			strconv.FormatUint(uint64(l.RecvQ), 10), reportLeakAge(l), reportDash(l.Diagnosis))
 	}
 	t.write(b, "    ")
 	if n := len(cw.Leaked) - maxLeakLines; n > 0 {
 		fmt.Fprintf(b, "    … and %s more\n", human.Grouped(n))
 	}
+}
+
+func reportHasGroups(ps []report.LeakOwner) bool {
+	return slices.ContainsFunc(ps, func(p report.LeakOwner) bool { return len(p.Groups) > 0 })
+}
+
+// reportLeakAge marks an age by how it is known: "~" estimated from
+// tcp_info, ">" a lower bound.
+func reportLeakAge(l report.Leak) string {
+	age := human.Seconds(l.AgeS)
+	switch {
+	case l.AgeSource == report.AgeTCPInfo:
+		return "~" + age
+	case l.AgeSource == report.AgeCensus || (l.AgeSource == "" && l.Preexisting):
+		return ">" + age
+	}
+	return age
+}
+
+// reportAge is an oldest age with its source's mark.
+func reportAge(s float64, source string) string {
+	return reportLeakAge(report.Leak{AgeS: s, AgeSource: source})
+}
+
+// reportSince is " (since 09:24:55 UTC)" for a known time.
+func reportSince(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return " (since " + t.UTC().Format("15:04:05 UTC") + ")"
+}
+
+// reportDiagnosis says in a few words what kind of leak a process has.
+func reportDiagnosis(d string, groups []report.LeakGroup) string {
+	switch d {
+	case report.DiagUnread:
+		return "never read to the end (stopped reading)"
+	case report.DiagNotClosed:
+		return "read EOF, never closed"
+	case report.DiagClientPool:
+		if len(groups) > 0 && groups[0].Backend != "" {
+			return "pooled connections to " + groups[0].Backend + " the backend closed"
+		}
+		return "pooled connections the backend closed"
+	}
+	return ""
+}
+
+func reportCount(n int) string {
+	if n <= 0 {
+		return ""
+	}
+	return human.Grouped(n)
 }
 
 func reportPortExhaustion(b *strings.Builder, r *report.Report) {
@@ -426,6 +596,68 @@ func reportPortExhaustion(b *strings.Builder, r *report.Report) {
 			ps = append(ps, fmt.Sprintf("%s %s", reportOwner(p.PID, p.Comm), human.Count(p.Failures)))
 		}
 		fmt.Fprintf(b, "  by process: %s\n", strings.Join(ps, ", "))
+	}
+}
+
+// reportSockets is a snapshot's census: sockets per state.
+func reportSockets(b *strings.Builder, r *report.Report) {
+	if len(r.Census.States) == 0 {
+		b.WriteString("\nSockets now: none\n")
+		return
+	}
+	order := append([]string{"LISTEN"}, reportStateOrder()...)
+	var rest []string
+	for s := range r.Census.States {
+		if !slices.Contains(order, s) {
+			rest = append(rest, s)
+		}
+	}
+	slices.Sort(rest)
+	t := newReportTable("", ">")
+	for _, s := range append(order, rest...) {
+		if n, ok := r.Census.States[s]; ok {
+			t.row(s, human.Grouped(n))
+		}
+	}
+	b.WriteString("\nSockets now, by state\n")
+	t.write(b, "  ")
+}
+
+// reportTopStates lists the n most common states: "50,000 ESTABLISHED, ...".
+func reportTopStates(states map[string]int, n int) string {
+	keys := slices.Collect(maps.Keys(states))
+	slices.SortFunc(keys, func(a, b string) int { return cmp.Or(cmp.Compare(states[b], states[a]), strings.Compare(a, b)) })
+	var parts []string
+	for _, k := range keys[:min(n, len(keys))] {
+		parts = append(parts, human.Grouped(states[k])+" "+k)
+	}
+	return strings.Join(parts, ", ")
+}
+
+// reportHeadroom shows the local ports in use towards each destination.
+func reportHeadroom(b *strings.Builder, r *report.Report) {
+	h := r.PortExhaustion.Headroom
+	if len(h) == 0 {
+		return
+	}
+	pr := r.PortExhaustion.PortRange
+	fmt.Fprintf(b, "\nLocal ports in use, per source address and destination (ip_local_port_range %d %d:\n"+
+		"  %s for each pair)\n", pr.Low, pr.High, human.Grouped(pr.Size))
+	t := newReportTable("SOURCE", "DESTINATION", ">IN USE", ">TIME_WAIT", ">FREE")
+	for _, d := range h {
+		t.row(d.Laddr, reportHostPort(d.Addr, d.Port), human.Grouped(d.InUse), human.Grouped(d.TimeWait), human.Grouped(d.Free))
+	}
+	t.write(b, "  ")
+}
+
+// reportBlindSpots says what the run could not see.
+func reportBlindSpots(b *strings.Builder, r *report.Report) {
+	if len(r.BlindSpots) == 0 {
+		return
+	}
+	b.WriteString("\nNot seen\n")
+	for _, s := range r.BlindSpots {
+		reportWrapHanging(b, "- "+s.Reason, "  ", "    ")
 	}
 }
 
@@ -633,10 +865,15 @@ func reportWrap(b *strings.Builder, text, indent string) {
 // reportWrapHanging is reportWrap with a different indent for the first
 // line, as for a numbered item.
 func reportWrapHanging(b *strings.Builder, text, first, rest string) {
+	reportWrapAt(b, text, first, rest, textWidth)
+}
+
+// reportWrapAt is reportWrapHanging at a given width.
+func reportWrapAt(b *strings.Builder, text, first, rest string, width int) {
 	indent := first
 	line := indent
 	for _, word := range strings.Fields(text) {
-		if line != indent && utf8.RuneCountInString(line)+1+utf8.RuneCountInString(word) > textWidth {
+		if line != indent && utf8.RuneCountInString(line)+1+utf8.RuneCountInString(word) > width {
 			b.WriteString(line + "\n")
 			indent = rest
 			line = indent

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/tcptrace/tcptrace/internal/advisor"
+	"github.com/tcptrace/tcptrace/internal/event"
 	"github.com/tcptrace/tcptrace/internal/report"
 )
 
@@ -156,23 +158,40 @@ func closeWaitLeak() *report.Report {
 		Command: &report.Command{Argv: []string{"./integration-test", "--suite", "payments"}, ExitCode: 1},
 	}
 	for i := range 22 {
+		age := 118.5 - float64(i)*3
+		source := report.AgeTraced
+		if i < 2 {
+			source = report.AgeTCPInfo
+		}
 		r.CloseWait.Leaked = append(r.CloseWait.Leaked, report.Leak{
 			PID: 2001, Comm: "java", Cmdline: "/usr/bin/java -Xmx2g -jar /opt/payments/payments-service.jar --spring.profiles.active=prod",
 			Laddr: "10.0.0.3", Lport: 8443, Raddr: fmt.Sprintf("10.0.1.%d", 10+i%4), Rport: 50000 + i,
-			AgeS: 118.5 - float64(i)*3, Preexisting: i < 2, Inode: uint64(880000 + i),
+			AgeS: age, AgeSource: source, Since: started().Add(time.Duration((125 - age) * float64(time.Second))),
+			Preexisting: i < 2, Inode: uint64(880000 + i), Role: "server", Diagnosis: report.DiagNotClosed, FD: 40 + i,
 		})
 	}
 	for i := range 3 {
+		age := 45 - float64(i)
 		r.CloseWait.Leaked = append(r.CloseWait.Leaked, report.Leak{
 			PID: 3003, Comm: "python3", Cmdline: "python3 worker.py",
-			Laddr: "10.0.0.3", Lport: 41000 + i, Raddr: "10.0.2.20", Rport: 6379, AgeS: 45 - float64(i), Inode: uint64(990000 + i),
+			Laddr: "10.0.0.3", Lport: 41000 + i, Raddr: "10.0.2.20", Rport: 6379, AgeS: age, AgeSource: report.AgeTraced,
+			Since: started().Add(time.Duration((125 - age) * float64(time.Second))), Inode: uint64(990000 + i),
+			Role: "client", RecvQ: 1, Diagnosis: report.DiagClientPool, FD: 7 + i,
 		})
 	}
+	javaLimit, idle := 75.0, 300.0
+	javaPeers := []string{"10.0.1.10:50000", "10.0.1.11:50001", "10.0.1.12:50002", "10.0.1.13:50003", "10.0.1.10:50004"}
 	r.CloseWait.ByProcess = []report.LeakOwner{
-		{PID: 2001, Comm: "java", Cmdline: r.CloseWait.Leaked[0].Cmdline, Count: 22, OldestS: 118.5, Lports: []int{8443},
-			Peers: []string{"10.0.1.10:50000", "10.0.1.11:50001", "10.0.1.12:50002", "10.0.1.13:50003", "10.0.1.10:50004"}},
-		{PID: 3003, Comm: "python3", Cmdline: "python3 worker.py", Count: 3, OldestS: 45, Lports: []int{41000, 41001, 41002},
-			Peers: []string{"10.0.2.20:6379"}},
+		{PID: 2001, Comm: "java", Cmdline: r.CloseWait.Leaked[0].Cmdline, Count: 22, OldestS: 118.5,
+			Since: r.CloseWait.Leaked[0].Since, AgeSource: report.AgeTCPInfo, Lports: []int{8443}, Peers: javaPeers,
+			Diagnosis: report.DiagNotClosed, Groups: []report.LeakGroup{{Diagnosis: report.DiagNotClosed, Role: "server", Lport: 8443,
+				Count: 22, OldestS: 118.5, ReadEOF: 22, Peers: javaPeers}},
+			FDs: 1012, FDLimit: 1024, GrowthPerMin: 9.6, GrowthSource: report.AgeTraced, GrowthWindowS: 125, TimeToFDLimitS: &javaLimit},
+		{PID: 3003, Comm: "python3", Cmdline: "python3 worker.py", Count: 3, OldestS: 45, Since: r.CloseWait.Leaked[22].Since,
+			AgeSource: report.AgeTraced, Lports: []int{41000, 41001, 41002}, Peers: []string{"10.0.2.20:6379"},
+			Diagnosis: report.DiagClientPool, Groups: []report.LeakGroup{{Diagnosis: report.DiagClientPool, Role: "client",
+				Backend: "10.0.2.20:6379", Count: 3, OldestS: 45, Unread: 3, IdleBeforeCloseS: &idle, Peers: []string{}}},
+			FDs: 40, FDLimit: 1048576, GrowthPerMin: 1.44, GrowthSource: report.AgeTraced, GrowthWindowS: 125},
 	}
 	return r
 }
@@ -214,6 +233,90 @@ func quietHost() *report.Report {
 	}
 }
 
+// snapshotIncident: `tcptrace --snapshot` on a host in trouble, built
+// from a synthetic census the way tcptrace builds it: an API server that
+// stopped reading (and is near its fd limit), a worker whose Redis pool
+// keeps connections the server closed, a client running short of ports,
+// orphans whose peers never close, and sockets of another user's process.
+func snapshotIncident() *report.Report {
+	const sec = uint64(time.Second)
+	at := 90_000 * sec
+	var socks []report.CensusSocket
+	add := func(n int, fn func(i int) report.CensusSocket) {
+		for i := range n {
+			socks = append(socks, fn(i))
+		}
+	}
+	ap := func(a string, port int) netip.AddrPort {
+		return netip.AddrPortFrom(netip.MustParseAddr(a), uint16(port))
+	}
+	add(1, func(int) report.CensusSocket {
+		return report.CensusSocket{State: event.Listen, Local: ap("0.0.0.0", 8080)}
+	})
+	add(1, func(int) report.CensusSocket {
+		return report.CensusSocket{State: event.Listen, Local: ap("0.0.0.0", 22)}
+	})
+	add(40, func(i int) report.CensusSocket {
+		return report.CensusSocket{State: event.Established, Local: ap("10.0.0.3", 8080), Remote: ap("10.0.1.7", 40000+i)}
+	})
+	add(3000, func(i int) report.CensusSocket {
+		return report.CensusSocket{State: event.Established, Local: ap("10.0.0.3", 33000+i), Remote: ap("10.0.0.5", 443)}
+	})
+	add(20000, func(i int) report.CensusSocket {
+		return report.CensusSocket{State: event.TimeWait, Mini: true, Local: ap("10.0.0.3", 36000+i), Remote: ap("10.0.0.5", 443),
+			ExpiresMs: uint32(i % 60000)}
+	})
+	add(150, func(i int) report.CensusSocket {
+		return report.CensusSocket{State: event.FinWait2, Mini: true, Local: ap("10.0.0.3", 8080), Remote: ap("10.0.1.8", 50000+i),
+			ExpiresMs: uint32(15000 + i*10)}
+	})
+	owners := map[uint64]report.Owner{}
+	// The API server: one leak every 40 s for an hour, 3 of every 4
+	// with unread data.
+	add(90, func(i int) report.CensusSocket {
+		ino := uint64(500000 + i)
+		owners[ino] = report.Owner{PID: 4100, Comm: "api", Cmdline: "/srv/api --listen :8080", FD: 100 + i, FDs: 1012, FDLimit: 1024, Holders: 1}
+		q := uint32(1)
+		if i%4 != 0 {
+			q = uint32(1 + 512*i)
+		}
+		ack := uint32(i*40000 + 1500)
+		return report.CensusSocket{State: event.CloseWait, Local: ap("10.0.0.3", 8080), Remote: ap("10.0.1.9", 41000+i), Inode: ino,
+			UID: 1000, RecvQ: q, Info: report.TCPInfo{Known: true, LastAckRecvMs: ack, LastDataRecvMs: ack + 200}}
+	})
+	// The worker's Redis pool: connections the server dropped after 300 s idle.
+	add(12, func(i int) report.CensusSocket {
+		ino := uint64(600000 + i)
+		owners[ino] = report.Owner{PID: 4200, Comm: "worker", Cmdline: "python3 worker.py", FD: 9 + i, FDs: 64, FDLimit: 1024, Holders: 1}
+		ack := uint32(600000 + i*60000)
+		return report.CensusSocket{State: event.CloseWait, Local: ap("10.0.0.3", 45000+i), Remote: ap("10.0.2.20", 6379), Inode: ino,
+			UID: 1000, RecvQ: 1, Info: report.TCPInfo{Known: true, LastAckRecvMs: ack, LastDataRecvMs: ack + 300000}}
+	})
+	// Another user's process: its sockets cannot be attributed.
+	add(5, func(i int) report.CensusSocket {
+		return report.CensusSocket{State: event.CloseWait, Local: ap("10.0.0.3", 9090), Remote: ap("10.0.1.10", 42000+i),
+			Inode: uint64(700000 + i), UID: 33, Info: report.TCPInfo{Known: true, LastAckRecvMs: 90000, LastDataRecvMs: 90000}}
+	})
+	var cw []report.CensusSocket
+	var listeners []netip.AddrPort
+	for i := range socks {
+		socks[i].FirstSeenNs = at
+		switch socks[i].State {
+		case event.CloseWait:
+			cw = append(cw, socks[i])
+		case event.Listen:
+			listeners = append(listeners, socks[i].Local)
+		}
+	}
+	r := report.Build(report.Input{
+		Mode: report.ModeSnapshot, StartNs: at, EndNs: at, CensusNs: at, Started: started(), CensusTook: 312 * time.Millisecond,
+		Version: "0.4.0", Kernel: "6.18.44", Scope: report.Scope{NetNS: 4026531840}, Sysctl: defaultSysctls(),
+		Threshold: 30 * time.Second, CensusOK: true, CloseWait: cw, Sockets: socks, Listeners: listeners,
+		Owners: owners, OwnersUnreadable: 2, FullFinWait2: 0,
+	})
+	return r
+}
+
 // goldenReports are the realistic reports the golden files show, with
 // their advice filled in as tcptrace does.
 func goldenReports() map[string]*report.Report {
@@ -222,6 +325,7 @@ func goldenReports() map[string]*report.Report {
 		"server_time_wait":  serverTimeWait(),
 		"close_wait_leak":   closeWaitLeak(),
 		"quiet":             quietHost(),
+		"snapshot":          snapshotIncident(),
 	}
 	for _, r := range m {
 		r.Recommendations = advisor.Advise(r)
@@ -333,7 +437,8 @@ func checkJSON(t *testing.T, b []byte) {
 		"fin_wait2_orphans.current", "fin_wait2_orphans.created",
 		"close_wait.current", "close_wait.threshold_s", "close_wait.leaked", "close_wait.by_process",
 		"port_exhaustion.connect_failures", "port_exhaustion.by_destination",
-		"sysctl", "netstat", "recommendations",
+		"sysctl", "netstat", "recommendations", "mode", "census.taken_at", "census.states", "census.total",
+		"blind_spots", "port_exhaustion.headroom",
 	} {
 		if _, ok := lookup(doc, path); !ok {
 			t.Errorf("JSON lacks %s", path)
@@ -343,9 +448,11 @@ func checkJSON(t *testing.T, b []byte) {
 		t.Errorf("type = %v", doc["type"])
 	}
 	elems := map[string][]string{
-		"time_wait.top":                  {"role", "addr", "port", "count"},
-		"close_wait.leaked":              {"pid", "comm", "cmdline", "laddr", "lport", "raddr", "rport", "age_s", "preexisting"},
-		"close_wait.by_process":          {"pid", "comm", "count", "oldest_s", "lports"},
+		"time_wait.top": {"role", "addr", "port", "count"},
+		"close_wait.leaked": {"pid", "comm", "cmdline", "laddr", "lport", "raddr", "rport", "age_s", "preexisting",
+			"age_source", "since", "recv_q", "send_q", "fd", "role", "diagnosis"},
+		"close_wait.by_process": {"pid", "comm", "count", "oldest_s", "lports", "fds", "fd_limit", "growth_per_min",
+			"growth_source", "diagnosis", "groups", "since", "age_source"},
 		"port_exhaustion.by_destination": {"addr", "port", "failures"},
 		"recommendations":                {"id", "sysctl", "current", "recommended", "reason", "evidence"},
 	}
@@ -384,7 +491,8 @@ func lookup(doc map[string]any, path string) (any, bool) {
 // checkText asserts what the text report must say whatever its layout.
 func checkText(t *testing.T, r *report.Report, text string) {
 	t.Helper()
-	if !strings.HasPrefix(text, "tcptrace report: ") {
+	if head := "tcptrace report: "; r.Mode == report.ModeSnapshot && !strings.HasPrefix(text, "tcptrace snapshot: ") ||
+		r.Mode != report.ModeSnapshot && !strings.HasPrefix(text, head) {
 		t.Errorf("text does not start with the header:\n%s", text)
 	}
 	if r.Complete == strings.Contains(text, "WARNING: incomplete") {
@@ -454,7 +562,7 @@ func TestReportTextSections(t *testing.T) {
 	text := b.String()
 	for _, want := range []string{
 		"all network namespaces", "command: ./integration-test --suite payments (exit code 1)",
-		"22 CLOSE_WAIT sockets leaked by java (pid 2001)", "… and 5 more", ">118.5 s",
+		"22 CLOSE_WAIT sockets leaked by java (pid 2001)", "… and 5 more", "~118.5 s",
 	} {
 		if !strings.Contains(text, want) {
 			t.Errorf("close_wait_leak report lacks %q:\n%s", want, text)

@@ -2,7 +2,6 @@ package report
 
 import (
 	"cmp"
-	"net"
 	"net/netip"
 	"slices"
 	"strconv"
@@ -13,15 +12,39 @@ import (
 	"github.com/tcptrace/tcptrace/internal/tracker"
 )
 
-// CensusSocket is a CLOSE_WAIT socket found by the census (sock_diag) at
-// report time.
+// CensusSocket is a socket found by the census (sock_diag).
 type CensusSocket struct {
 	// NetNS is the network namespace the census was taken in.
-	NetNS         uint32
+	NetNS uint32
+	// State is the TCP state; for a mini-socket (Mini) its substate:
+	// TIME_WAIT, or FIN_WAIT2 for an orphan.
+	State         event.State
+	Mini          bool
 	Local, Remote netip.AddrPort
 	Inode         uint64
+	// UID owns the socket (the creator's; 0 for mini-sockets).
+	UID uint32
 	// FirstSeenNs is when a census first saw it (CLOCK_MONOTONIC).
 	FirstSeenNs uint64
+	// RecvQ and SendQ are the queues as ss shows them: bytes not read
+	// (plus one for an unread FIN) and bytes not acknowledged.
+	RecvQ, SendQ uint32
+	// ExpiresMs is the time left on a mini-socket's timer.
+	ExpiresMs uint32
+	// Info is what the report uses of the socket's tcp_info, when the
+	// census asked for it.
+	Info TCPInfo
+}
+
+// TCPInfo is the part of a socket's tcp_info the report uses. Times are
+// milliseconds before the census that read them (Input.CensusNs).
+type TCPInfo struct {
+	// Known says the census had the socket's tcp_info.
+	Known bool
+	// LastAckRecvMs is the time since the peer last sent anything (for a
+	// CLOSE_WAIT socket nobody touches, since its FIN); LastDataRecvMs
+	// since it last sent data (or the connection began).
+	LastAckRecvMs, LastDataRecvMs uint32
 }
 
 // Owner is the process holding a socket's file descriptor.
@@ -30,11 +53,23 @@ type Owner struct {
 	Comm    string
 	Cmdline string
 	Holders int
+	// FD is its file descriptor number for the socket; -1 unknown.
+	FD int
+	// FDs is how many fds the process has open, FDLimit its
+	// RLIMIT_NOFILE soft limit; 0 when unknown.
+	FDs, FDLimit int
 }
+
+// Modes of a report.
+const (
+	ModeTrace    = "trace"
+	ModeSnapshot = "snapshot"
+)
 
 // Input is everything Build needs. Times are CLOCK_MONOTONIC nanoseconds.
 type Input struct {
-	// Mode is the report's mode ("" means "trace").
+	// Mode is ModeTrace (the default) or ModeSnapshot: one census and
+	// no events, StartNs == EndNs == CensusNs.
 	Mode           string
 	Hooks          string
 	Stats          tracker.Stats
@@ -56,8 +91,23 @@ type Input struct {
 	// holds too (with --all-netns).
 	CensusNetNS map[uint32]bool
 	CloseWait   []CensusSocket
+	// CensusNs is when the final census was taken (0: EndNs): the tcp_info
+	// times of its sockets count back from it. CensusTook is how long it
+	// took.
+	CensusNs   uint64
+	CensusTook time.Duration
+	// Sockets is every socket of the final census when it asked for every
+	// state (a snapshot): it gives the counts per state, TIME_WAIT per
+	// destination, the orphans and the port headroom. Nil otherwise.
+	Sockets []CensusSocket
+	// Listeners are the listening addresses the census found: a socket
+	// on a listener's port was accepted (role "server").
+	Listeners []netip.AddrPort
 	// Owners maps socket inodes to the processes holding them.
 	Owners map[uint64]Owner
+	// OwnersUnreadable counts the processes whose fds could not be read
+	// (other users' without CAP_SYS_PTRACE or root).
+	OwnersUnreadable int
 	// PreexistingTimeWait and PreexistingOrphans count the mini-sockets
 	// found at start.
 	PreexistingTimeWait int
@@ -76,10 +126,16 @@ func Build(in Input) *Report {
 	if in.TopN == 0 {
 		in.TopN = 10
 	}
+	if in.Mode == "" {
+		in.Mode = ModeTrace
+	}
+	if in.CensusNs == 0 {
+		in.CensusNs = in.EndNs
+	}
 	st := &in.Stats
 	r := &Report{
 		Type:            "report",
-		Mode:            cmp.Or(in.Mode, "trace"),
+		Mode:            in.Mode,
 		Hooks:           in.Hooks,
 		Version:         in.Version,
 		Kernel:          in.Kernel,
@@ -94,6 +150,7 @@ func Build(in Input) *Report {
 		Sysctl:          in.Sysctl,
 		Netstat:         in.Netstat,
 		Recommendations: []Advice{},
+		BlindSpots:      []BlindSpot{},
 		Command:         in.Command,
 		Tracking: Tracking{
 			Sockets: st.Tracked, Evicted: st.Evicted,
@@ -181,7 +238,16 @@ func Build(in Input) *Report {
 		r.PortExhaustion.ByProcess = append(r.PortExhaustion.ByProcess, ProcessFailures{PID: int(p.PID), Comm: p.Comm, Failures: p.Count})
 	}
 
+	r.PortExhaustion.Headroom = []PortHeadroom{}
+	r.Census = Census{TakenAt: in.wall(in.CensusNs), DurationS: in.CensusTook.Seconds(), States: map[string]int{}}
+	if in.CensusOK {
+		r.Census.Total = len(in.CloseWait)
+	}
+	if in.Sockets != nil {
+		summarizeCensus(r, &in)
+	}
 	r.CloseWait = closeWait(&in)
+	r.BlindSpots = blindSpots(r, &in)
 	return r
 }
 
@@ -197,99 +263,13 @@ func DroppedRecords(l Loss, lostRecords uint64) uint64 {
 	return n
 }
 
-// closeWait joins the tracker's CLOSE_WAIT sockets (which know when each
-// entered CLOSE_WAIT) with the census (which knows which are still open,
-// their inodes, and those that predate tracing).
-func closeWait(in *Input) CloseWait {
-	cw := CloseWait{ThresholdS: in.Threshold.Seconds(), Leaked: []Leak{}, ByProcess: []LeakOwner{}}
-	// Loopback 4-tuples repeat across namespaces: with several traced,
-	// the key has the netns.
-	type key struct {
-		ns   uint32
-		l, r netip.AddrPort
+// wall converts a CLOCK_MONOTONIC time to the wall clock, through the
+// pair (StartNs, Started).
+func (in *Input) wall(ns uint64) time.Time {
+	if in.Started.IsZero() {
+		return time.Time{}
 	}
-	keyNS := func(ns uint32) uint32 { return nsIfAll(in.Scope, ns) }
-	tracked := make(map[key]*tracker.CloseWaitSocket, len(in.Stats.CloseWait))
-	for i := range in.Stats.CloseWait {
-		s := &in.Stats.CloseWait[i]
-		tracked[key{keyNS(s.NetNS), unmap(s.Local), unmap(s.Remote)}] = s
-	}
-	threshold := uint64(in.Threshold)
-	add := func(l Leak, ageNs uint64) {
-		if ageNs >= threshold {
-			l.AgeS = seconds(ageNs)
-			cw.Leaked = append(cw.Leaked, l)
-		}
-	}
-	if in.CensusOK {
-		for _, c := range in.CloseWait {
-			cw.Current++
-			l := Leak{Laddr: addrString(c.Local.Addr()), Lport: int(c.Local.Port()),
-				Raddr: addrString(c.Remote.Addr()), Rport: int(c.Remote.Port()), Inode: c.Inode,
-				NetNS: nsIfAll(in.Scope, c.NetNS)}
-			if o, ok := in.Owners[c.Inode]; ok {
-				l.PID, l.Comm, l.Cmdline, l.Holders = o.PID, o.Comm, o.Cmdline, o.Holders
-			}
-			since := c.FirstSeenNs
-			k := key{keyNS(c.NetNS), unmap(c.Local), unmap(c.Remote)}
-			if t, ok := tracked[k]; ok {
-				since = t.SinceNs
-				delete(tracked, k)
-			} else {
-				l.Preexisting = true
-				since = min(since, in.StartNs)
-			}
-			add(l, in.EndNs-since)
-		}
-	}
-	// Tracked sockets the census could not see: other namespaces (with
-	// --all-netns), or no census at all.
-	for _, t := range in.Stats.CloseWait {
-		if _, ok := tracked[key{keyNS(t.NetNS), unmap(t.Local), unmap(t.Remote)}]; !ok {
-			continue
-		}
-		if in.CensusOK && (!in.Scope.AllNetNS || t.NetNS == in.OwnNetNS || in.CensusNetNS[t.NetNS]) {
-			continue // the census is the truth for its namespace
-		}
-		cw.Current++
-		add(Leak{PID: int(t.OwnerPID), Comm: t.OwnerComm,
-			Laddr: addrString(t.Local.Addr()), Lport: int(t.Local.Port()),
-			Raddr: addrString(t.Remote.Addr()), Rport: int(t.Remote.Port()),
-			NetNS: nsIfAll(in.Scope, t.NetNS)}, in.EndNs-t.SinceNs)
-	}
-	slices.SortFunc(cw.Leaked, func(a, b Leak) int {
-		return cmp.Or(cmp.Compare(b.AgeS, a.AgeS), cmp.Compare(a.Lport, b.Lport), cmp.Compare(a.Rport, b.Rport))
-	})
-
-	type owner struct {
-		ns  uint32
-		pid int
-	}
-	byPID := map[owner]*LeakOwner{}
-	for _, l := range cw.Leaked {
-		o := byPID[owner{l.NetNS, l.PID}]
-		if o == nil {
-			o = &LeakOwner{PID: l.PID, Comm: l.Comm, Cmdline: l.Cmdline, Lports: []int{}, Peers: []string{}, NetNS: l.NetNS}
-			byPID[owner{l.NetNS, l.PID}] = o
-		}
-		o.Count++
-		o.OldestS = max(o.OldestS, l.AgeS)
-		if !slices.Contains(o.Lports, l.Lport) {
-			o.Lports = append(o.Lports, l.Lport)
-		}
-		peer := net.JoinHostPort(l.Raddr, strconv.Itoa(l.Rport))
-		if len(o.Peers) < 5 && !slices.Contains(o.Peers, peer) {
-			o.Peers = append(o.Peers, peer)
-		}
-	}
-	for _, o := range byPID {
-		slices.Sort(o.Lports)
-		cw.ByProcess = append(cw.ByProcess, *o)
-	}
-	slices.SortFunc(cw.ByProcess, func(a, b LeakOwner) int {
-		return cmp.Or(cmp.Compare(b.Count, a.Count), cmp.Compare(a.PID, b.PID), cmp.Compare(a.NetNS, b.NetNS))
-	})
-	return cw
+	return in.Started.UTC().Add(time.Duration(int64(ns) - int64(in.StartNs)))
 }
 
 func durations(s tracker.Summary) Durations {

@@ -12,8 +12,10 @@ import "time"
 // `tcptrace -o json`.
 type Report struct {
 	Type string `json:"type"` // always "report"
-	// Mode is "trace" for a report on traced events (live or replayed
-	// from a capture), "snapshot" for one from a census alone.
+	// Mode is "trace" (events traced, live or replayed from a capture,
+	// then a census) or "snapshot" (`tcptrace --snapshot`: one census, no
+	// BPF; the event counts, transitions, lifetimes and netstat deltas are
+	// then empty, and populations are what the census saw).
 	Mode    string `json:"mode"`
 	Version string `json:"version"`
 	Kernel  string `json:"kernel"`
@@ -21,7 +23,7 @@ type Report struct {
 	// mini-sockets: "tracepoints" (the timer tracepoints) or "fentry".
 	Hooks   string    `json:"hooks,omitempty"`
 	Started time.Time `json:"started"`
-	// DurationS is how long tcptrace traced.
+	// DurationS is how long tcptrace traced (0 for a snapshot).
 	DurationS float64 `json:"duration_s"`
 	// Scope says what was traced: one network namespace (its inode) or
 	// all, and any filters.
@@ -65,6 +67,10 @@ type Report struct {
 	//     TIME_WAIT, no orphan) because tcp_max_tw_buckets was full, or
 	//     memory ran out.
 	Netstat map[string]uint64 `json:"netstat"`
+	// Census is what the final sock_diag census saw.
+	Census Census `json:"census"`
+	// BlindSpots says what this run could not see, and what would show it.
+	BlindSpots []BlindSpot `json:"blind_spots"`
 	// Recommendations is the advice. With namespaces (--all-netns), it
 	// is each namespace's advice, judged against that namespace's own
 	// sysctls, with Advice.NetNS saying which.
@@ -119,6 +125,35 @@ type NetNSIdentity struct {
 	// PID and Comm name the lowest-numbered process in it.
 	PID  int    `json:"pid,omitempty"`
 	Comm string `json:"comm,omitempty"`
+}
+
+// Census is the final socket census (netlink sock_diag, as ss(8) reads
+// it).
+type Census struct {
+	// TakenAt is when it was taken; DurationS how long it took, owners
+	// resolved included.
+	TakenAt   time.Time `json:"taken_at"`
+	DurationS float64   `json:"duration_s"`
+	// States counts sockets per state: full sockets by their kernel
+	// names, "TIME_WAIT" and "FIN_WAIT2_ORPHAN" for the mini-sockets.
+	// Empty when the census covered only some states (a trace takes
+	// only CLOSE_WAIT and FIN_WAIT2 at the end).
+	States map[string]int `json:"states"`
+	// Total is the number of sockets the census returned.
+	Total int `json:"total"`
+}
+
+// BlindSpot is something the run could not see.
+type BlindSpot struct {
+	// ID names the kind: "owners-unreadable" (processes whose file
+	// descriptors could not be read), "close-wait-owner-unknown",
+	// "needs-trace" (what only tracing measures), "census-failed".
+	ID string `json:"id"`
+	// Count is how many sockets or processes it concerns, when that is
+	// a number.
+	Count int `json:"count,omitempty"`
+	// Reason says what is missing and what to do about it.
+	Reason string `json:"reason"`
 }
 
 // Scope says what was traced.
@@ -217,10 +252,13 @@ type TimeWait struct {
 	// PeakPerS is the most created within one second.
 	PeakPerS uint64 `json:"peak_per_s"`
 	// Preexisting is how many existed when tracing began (census).
-	Preexisting int    `json:"preexisting"`
-	Ended       Ended  `json:"ended"`
-	ByRole      ByRole `json:"by_role"`
-	// Top lists the destinations with the most TIME_WAIT created.
+	Preexisting int   `json:"preexisting"`
+	Ended       Ended `json:"ended"`
+	// ByRole counts those created while tracing by role; in a snapshot,
+	// those present.
+	ByRole ByRole `json:"by_role"`
+	// Top lists the destinations with the most TIME_WAIT created (in a
+	// snapshot: present).
 	Top []Destination `json:"top"`
 	// Lifetime is how long they lasted (complete lives only).
 	Lifetime Durations `json:"lifetime"`
@@ -235,7 +273,8 @@ type Destination struct {
 	Port  int    `json:"port"`
 	NetNS uint32 `json:"netns,omitempty"`
 	// Count is how many mini-sockets (TIME_WAIT or FIN_WAIT2 orphans) this
-	// destination got while tracing; Current and Peak their population.
+	// destination got while tracing (0 in a snapshot); Current and Peak
+	// their population.
 	Count    int64  `json:"count"`
 	Current  int64  `json:"current"`
 	Peak     int64  `json:"peak"`
@@ -261,6 +300,12 @@ type Orphans struct {
 	Ended       Ended     `json:"ended"`
 	ByRole      ByRole    `json:"by_role"`
 	Lifetime    Durations `json:"lifetime"`
+	// WaitedP50S and WaitedMaxS (snapshot) are how long the orphans present
+	// had waited for their peer's FIN (tcp_fin_timeout minus the time left
+	// on their timer). A FIN that is merely late comes within
+	// milliseconds: seconds mean peers that do not close.
+	WaitedP50S float64 `json:"waited_p50_s,omitempty"`
+	WaitedMaxS float64 `json:"waited_max_s,omitempty"`
 }
 
 // CloseWait describes sockets whose peer closed but whose application has
@@ -275,6 +320,34 @@ type CloseWait struct {
 	ByProcess []LeakOwner `json:"by_process"`
 }
 
+// Age sources: how a leak's age is known.
+const (
+	// AgeTraced: tcptrace saw the socket enter CLOSE_WAIT.
+	AgeTraced = "traced"
+	// AgeTCPInfo: estimated from the socket's tcp_info (tcpi_last_ack_recv,
+	// the time since the peer's FIN, unless the peer sent something
+	// later): exact to a few milliseconds for a socket the application no
+	// longer touches, otherwise too young.
+	AgeTCPInfo = "tcp_info"
+	// AgeCensus: neither: at least as old as the first census that saw it.
+	AgeCensus = "census"
+)
+
+// Diagnoses of a CLOSE_WAIT leak: which kind of bug holds the sockets.
+const (
+	// DiagUnread: bytes still unread (Recv-Q > 0, the peer's FIN counting
+	// as one): the application stopped reading these connections (a stuck
+	// worker, a deadlock).
+	DiagUnread = "unread"
+	// DiagNotClosed: read to EOF (Recv-Q 0), never closed: a missing
+	// close() after EOF or on an error path.
+	DiagNotClosed = "not_closed"
+	// DiagClientPool: this host connect()ed and the backend closed first
+	// (an idle connection dropped by the server or a load balancer); the
+	// client's connection pool never noticed.
+	DiagClientPool = "client_pool"
+)
+
 // Leak is one CLOSE_WAIT socket past the threshold.
 type Leak struct {
 	PID     int    `json:"pid"`
@@ -284,11 +357,28 @@ type Leak struct {
 	Lport   int    `json:"lport"`
 	Raddr   string `json:"raddr"`
 	Rport   int    `json:"rport"`
-	// AgeS is how long it has been in CLOSE_WAIT; for a Preexisting one,
-	// how long tcptrace has seen it, a lower bound.
-	AgeS        float64 `json:"age_s"`
-	Preexisting bool    `json:"preexisting"`
-	Inode       uint64  `json:"inode,omitempty"`
+	// AgeS is how long it has been in CLOSE_WAIT, AgeSource how that is
+	// known (AgeTraced, AgeTCPInfo, or AgeCensus: a lower bound), and
+	// Since the wall-clock time it entered CLOSE_WAIT.
+	AgeS      float64   `json:"age_s"`
+	AgeSource string    `json:"age_source"`
+	Since     time.Time `json:"since"`
+	// Preexisting: it was in CLOSE_WAIT before tracing began (always, in a
+	// snapshot).
+	Preexisting bool `json:"preexisting"`
+	// Role is "server" (accepted: its local port is a listener's) or
+	// "client" (this host connect()ed); "" when neither is known.
+	Role string `json:"role"`
+	// RecvQ is Recv-Q as ss shows it: bytes received and not read, plus
+	// one for the peer's FIN until the application reads EOF. SendQ is
+	// bytes sent and not acknowledged.
+	RecvQ uint32 `json:"recv_q"`
+	SendQ uint32 `json:"send_q"`
+	// Diagnosis is this socket's kind of leak (DiagUnread, ...).
+	Diagnosis string `json:"diagnosis"`
+	Inode     uint64 `json:"inode,omitempty"`
+	// FD is the owner's file descriptor for it; -1 when unknown.
+	FD int `json:"fd"`
 	// Holders is how many processes share the socket's file (after fork).
 	Holders int `json:"holders,omitempty"`
 	// NetNS is the socket's network namespace (with --all-netns only).
@@ -302,13 +392,63 @@ type LeakOwner struct {
 	Cmdline string  `json:"cmdline"`
 	Count   int     `json:"count"`
 	OldestS float64 `json:"oldest_s"`
-	Lports  []int   `json:"lports"`
+	// Since is when the oldest entered CLOSE_WAIT (wall clock), with the
+	// oldest's AgeSource.
+	Since     time.Time `json:"since"`
+	AgeSource string    `json:"age_source"`
+	Lports    []int     `json:"lports"`
 	// Peers are the remote addresses (addr:port) of its leaked sockets, at
 	// most a few.
 	Peers []string `json:"peers"`
 	// NetNS is the network namespace of its leaked sockets (with
 	// --all-netns only; a process leaking in two is listed twice).
 	NetNS uint32 `json:"netns,omitempty"`
+	// Diagnosis is the kind of leak of its largest group; Groups has
+	// each (by local port for accepted sockets, by backend for
+	// connect()ed ones), largest first.
+	Diagnosis string      `json:"diagnosis"`
+	Groups    []LeakGroup `json:"groups"`
+	// FDs is how many file descriptors it has open and FDLimit its
+	// RLIMIT_NOFILE soft limit (/proc/PID/limits), past which accept(),
+	// connect() and open() fail with EMFILE; 0 when unknown.
+	FDs     int `json:"fds"`
+	FDLimit int `json:"fd_limit"`
+	// GrowthPerMin is how many CLOSE_WAIT sockets it gained per minute
+	// (of those it still holds): while traced (GrowthSource "traced"), or
+	// from the sockets' tcp_info ages over the last GrowthWindowS
+	// ("tcp_info"). GrowthSource is "" when it is unknown (then 0).
+	GrowthPerMin  float64 `json:"growth_per_min"`
+	GrowthSource  string  `json:"growth_source"`
+	GrowthWindowS float64 `json:"growth_window_s"`
+	// TimeToFDLimitS is how long until FDs reaches FDLimit at that rate:
+	// 0 at the limit already, absent when it is not growing or either
+	// number is unknown.
+	TimeToFDLimitS *float64 `json:"time_to_fd_limit_s,omitempty"`
+}
+
+// LeakGroup is one process's leaked sockets of one kind: accepted on one
+// local port, or connect()ed to one backend.
+type LeakGroup struct {
+	Diagnosis string `json:"diagnosis"`
+	Role      string `json:"role"`
+	// Lport is the local port (role "server" or unknown); Backend the
+	// remote addr:port (role "client").
+	Lport   int     `json:"lport,omitempty"`
+	Backend string  `json:"backend,omitempty"`
+	Count   int     `json:"count"`
+	OldestS float64 `json:"oldest_s"`
+	// Unread counts its sockets with Recv-Q > 0 (EOF not read yet),
+	// ReadEOF those with Recv-Q 0; UnreadBytes sums the data bytes not
+	// read (Recv-Q less the FIN).
+	Unread      int    `json:"unread"`
+	ReadEOF     int    `json:"read_eof"`
+	UnreadBytes uint64 `json:"unread_bytes"`
+	// IdleBeforeCloseS is the median time from the last data received
+	// (or the connection's start) to the peer's FIN, from tcp_info: for
+	// a backend that drops idle connections, about its idle timeout.
+	IdleBeforeCloseS *float64 `json:"idle_before_close_s,omitempty"`
+	// Peers are a few of the remote addresses.
+	Peers []string `json:"peers"`
 }
 
 // PortExhaustion describes connect() calls that found no free local port.
@@ -319,6 +459,22 @@ type PortExhaustion struct {
 	// PortRange is net.ipv4.ip_local_port_range: how many local ports one
 	// (source address, destination) pair can use at once.
 	PortRange PortRange `json:"port_range"`
+	// Headroom lists the destinations using the most local ports, from a
+	// census of every state (snapshot); empty otherwise.
+	Headroom []PortHeadroom `json:"headroom"`
+}
+
+// PortHeadroom is how many local ports from the ephemeral range one source
+// address uses towards one destination, in any state (TIME_WAIT and
+// FIN_WAIT2 orphans included), against the range: connect() fails with
+// EADDRNOTAVAIL when none is free.
+type PortHeadroom struct {
+	Laddr    string `json:"laddr"`
+	Addr     string `json:"addr"`
+	Port     int    `json:"port"`
+	InUse    int    `json:"in_use"`
+	TimeWait int    `json:"time_wait"`
+	Free     int    `json:"free"`
 }
 
 // DestinationFailures counts failed connects to one destination.
