@@ -65,9 +65,21 @@ type nsState struct {
 	// seeded: the listeners (and mini-sockets) that predate tracing are in.
 	seeded bool
 	// first is when each CLOSE_WAIT socket was first seen; closeWait the
-	// latest list.
-	first     map[sockKey]uint64
-	closeWait []census.Socket
+	// latest list, taken at closeWaitNs (tcp_info's times count back
+	// from then).
+	first       map[sockKey]uint64
+	closeWait   []census.Socket
+	closeWaitNs uint64
+	// listeners are the listening sockets seen: a socket on a
+	// listener's port was accepted, not connect()ed.
+	listeners []netip.AddrPort
+	// all is the latest census of every state (a snapshot's), and took
+	// how long the latest census took; all is nil when there was none.
+	all  []census.Socket
+	took time.Duration
+	// unreadable is the source's latest count of processes whose fds it
+	// could not read.
+	unreadable int
 	// fullFinWait2 counts full sockets in FIN_WAIT2 (not orphans); -1
 	// before a census counted them.
 	fullFinWait2 int
@@ -167,6 +179,13 @@ func (e *Engine) Census(c *Census) {
 	if c.States.Has(event.CloseWait) {
 		closeWaitCensus(n, c)
 	}
+	if c.States == census.AllStates {
+		n.all = c.Sockets
+	}
+	n.took = c.Took
+	if c.Owners != nil {
+		n.unreadable = c.OwnersUnreadable
+	}
 	if c.States.Has(event.FinWait2) {
 		orphans := map[sockKey]bool{}
 		full := 0
@@ -208,6 +227,7 @@ func (e *Engine) seed(n *nsState, c *Census) {
 		switch {
 		case s.State == event.Listen:
 			e.tr.ObserveListener(c.NetNS, s.Local.Port(), 0)
+			n.listeners = append(n.listeners, s.Local)
 		case !pre:
 		case s.State == event.TimeWait:
 			n.preTimeWait++
@@ -238,7 +258,7 @@ func closeWaitCensus(n *nsState, c *Census) {
 			first[k] = c.TakenNs
 		}
 	}
-	n.first, n.closeWait, n.ok = first, list, true
+	n.first, n.closeWait, n.closeWaitNs, n.ok = first, list, c.TakenNs, true
 }
 
 // Namespace implements Input.
@@ -411,11 +431,14 @@ func (e *Engine) report(stats *tracker.Stats) *report.Report {
 			continue
 		}
 		in.CensusOK = true
+		in.Listeners = append(in.Listeners, n.listeners...)
+		in.OwnersUnreadable = max(in.OwnersUnreadable, n.unreadable)
 		if ns == st.OwnNetNS {
 			in.OwnNetNS = ns
 			if !st.Scope.AllNetNS {
 				in.FullFinWait2 = n.fullFinWait2
 			}
+			e.censusFacts(&in, n)
 		} else {
 			if in.CensusNetNS == nil {
 				in.CensusNetNS = map[uint32]bool{}
@@ -451,14 +474,42 @@ func (e *Engine) nsOrder() []uint32 {
 // censusSockets appends namespace ns's CLOSE_WAIT census to dst, and their
 // known owners to owners.
 func (e *Engine) censusSockets(ns uint32, n *nsState, dst []report.CensusSocket, owners map[uint64]report.Owner) []report.CensusSocket {
-	for _, s := range n.closeWait {
-		dst = append(dst, report.CensusSocket{NetNS: ns, Local: s.Local, Remote: s.Remote,
-			Inode: s.Inode, FirstSeenNs: n.first[sockKey{s.Local, s.Remote}]})
+	for i := range n.closeWait {
+		s := &n.closeWait[i]
+		c := censusSocket(s, n.first[sockKey{s.Local, s.Remote}])
+		c.NetNS = ns
+		dst = append(dst, c)
 		if o, ok := e.owners[s.Inode]; ok && s.Inode != 0 {
 			owners[s.Inode] = o
 		}
 	}
 	return dst
+}
+
+// censusFacts gives the report the rest of what namespace n's census
+// says: when it was taken and how long it took, and its census of every
+// state, if it had one (a snapshot).
+func (e *Engine) censusFacts(in *report.Input, n *nsState) {
+	in.CensusNs, in.CensusTook = n.closeWaitNs, n.took
+	if n.all != nil {
+		in.Sockets = make([]report.CensusSocket, len(n.all))
+		for i := range n.all {
+			in.Sockets[i] = censusSocket(&n.all[i], n.closeWaitNs)
+		}
+	}
+}
+
+// censusSocket is what the report takes of a census socket.
+func censusSocket(s *census.Socket, firstSeenNs uint64) report.CensusSocket {
+	c := report.CensusSocket{
+		State: s.State, Mini: s.State == event.TimeWait || s.State == event.FinWait2 && s.Timer == census.TimerTimeWait,
+		Local: s.Local, Remote: s.Remote, Inode: s.Inode, UID: s.UID, FirstSeenNs: firstSeenNs,
+		RecvQ: s.RQueue, SendQ: s.WQueue, ExpiresMs: s.ExpiresMs,
+	}
+	if s.Info.HasTimes() {
+		c.Info = report.TCPInfo{Known: true, LastAckRecvMs: s.Info.LastAckRecvMs, LastDataRecvMs: s.Info.LastDataRecvMs}
+	}
+	return c
 }
 
 // nsReport builds namespace ns's part of the report from its own numbers,
@@ -494,6 +545,8 @@ func (e *Engine) nsReport(stats *tracker.Stats, ns uint32) report.Namespace {
 	}
 	if n.ok {
 		in.CloseWait = e.censusSockets(ns, n, nil, in.Owners)
+		in.Listeners, in.OwnersUnreadable = n.listeners, n.unreadable
+		e.censusFacts(&in, n)
 	}
 	r := report.Build(in)
 	r.Recommendations = advisor.Advise(r)

@@ -227,3 +227,87 @@ func BenchmarkSnapshot(b *testing.B) {
 		e.Snapshot()
 	}
 }
+
+// A snapshot is a stream of one census of every state, with tcp_info and
+// owners, and no events: the report is built from the census alone.
+func TestSnapshotStream(t *testing.T) {
+	e := New(Config{})
+	st := testStart()
+	st.Mode = ModeSnapshot
+	e.Start(st)
+	withInfo := func(s census.Socket, ackAgo, dataAgo uint32, recvQ uint32) census.Socket {
+		s.Info = census.TCPInfo{Len: 232, LastAckRecvMs: ackAgo, LastDataRecvMs: dataAgo}
+		s.RQueue = recvQ
+		return s
+	}
+	e.Census(&Census{TakenNs: t0, NetNS: eventtest.NetNS, States: census.AllStates, Took: 20 * time.Millisecond,
+		Sockets: []census.Socket{
+			sock(event.Listen, "10.0.0.2:80", "0.0.0.0:0", 10),
+			sock(event.Established, "10.0.0.2:80", "10.0.0.7:4000", 11),
+			sock(event.TimeWait, "10.0.0.1:40000", "10.0.0.9:443", 0),
+			sock(event.FinWait2, "10.0.0.2:80", "10.0.0.7:4001", 0),
+			// Accepted, the peer's FIN 45 s ago, data unread.
+			withInfo(sock(event.CloseWait, "10.0.0.2:80", "10.0.0.7:5555", 77), 45000, 46000, 300),
+			// connect()ed to a backend that closed it after 120 s idle.
+			withInfo(sock(event.CloseWait, "10.0.0.1:45000", "10.0.0.8:6379", 78), 60000, 180000, 1),
+			// Held by a process tcptrace could not read.
+			withInfo(sock(event.CloseWait, "10.0.0.2:80", "10.0.0.7:5556", 79), 31000, 31000, 0),
+		},
+		Owners: map[uint64]report.Owner{
+			77: {PID: 4242, Comm: "api", FD: 12, FDs: 1000, FDLimit: 1024},
+			78: {PID: 4243, Comm: "worker", FD: 7, FDs: 20, FDLimit: 1024},
+		},
+		OwnersUnreadable: 1,
+	})
+	e.End(&End{EndNs: t0})
+	r := e.Snapshot().Report
+	if r.Mode != ModeSnapshot || r.DurationS != 0 || r.Census.Total != 7 || r.Census.States["CLOSE_WAIT"] != 3 ||
+		r.Census.States["FIN_WAIT2_ORPHAN"] != 1 || r.Census.States["TIME_WAIT"] != 1 || r.Census.DurationS != 0.02 {
+		t.Errorf("mode %q duration %v census %+v", r.Mode, r.DurationS, r.Census)
+	}
+	if r.TimeWait.Current != 1 || r.FinWait2Orphans.Current != 1 {
+		t.Errorf("time_wait %d orphans %d", r.TimeWait.Current, r.FinWait2Orphans.Current)
+	}
+	byPID := map[int]report.LeakOwner{}
+	for _, p := range r.CloseWait.ByProcess {
+		byPID[p.PID] = p
+	}
+	api, worker, unknown := byPID[4242], byPID[4243], byPID[0]
+	if api.Diagnosis != report.DiagUnread || api.OldestS != 45 || api.AgeSource != report.AgeTCPInfo || api.FDs != 1000 || api.FDLimit != 1024 {
+		t.Errorf("api %+v", api)
+	}
+	if worker.Diagnosis != report.DiagClientPool || worker.Groups[0].Backend != "10.0.0.8:6379" || *worker.Groups[0].IdleBeforeCloseS != 120 {
+		t.Errorf("worker %+v", worker)
+	}
+	if unknown.Count != 1 || unknown.Diagnosis != report.DiagNotClosed {
+		t.Errorf("unknown owner %+v", unknown)
+	}
+	if len(r.BlindSpots) != 2 || r.BlindSpots[0].ID != "owners-unreadable" || r.BlindSpots[1].ID != "needs-trace" {
+		t.Errorf("blind spots %+v", r.BlindSpots)
+	}
+	for _, l := range r.CloseWait.Leaked {
+		if l.Rport == 5555 && (l.FD != 12 || l.RecvQ != 300 || l.Role != "server" || !l.Since.Equal(st.Started.Add(-45*time.Second))) {
+			t.Errorf("leak %+v", l)
+		}
+	}
+}
+
+// While tracing, a CLOSE_WAIT socket found at the start is dated by its
+// tcp_info, and one that entered CLOSE_WAIT while traced by its event.
+func TestTraceAgesFromTCPInfo(t *testing.T) {
+	e := New(Config{})
+	e.Start(testStart())
+	pre := sock(event.CloseWait, "10.0.0.2:80", "10.0.0.7:5555", 77)
+	pre.Info = census.TCPInfo{Len: 232, LastAckRecvMs: 10000, LastDataRecvMs: 10000}
+	e.Census(&Census{TakenNs: t0, NetNS: eventtest.NetNS, States: census.Mask(event.Listen, event.CloseWait),
+		Sockets: []census.Socket{sock(event.Listen, "10.0.0.2:80", "0.0.0.0:0", 10), pre}})
+	later := pre
+	later.Info.LastAckRecvMs += 40000
+	e.Census(&Census{TakenNs: t0 + 40*sec, NetNS: eventtest.NetNS, States: census.Mask(event.CloseWait),
+		Sockets: []census.Socket{later}, Owners: map[uint64]report.Owner{77: {PID: 9, Comm: "srv"}}})
+	e.End(&End{EndNs: t0 + 40*sec})
+	l := e.Snapshot().Report.CloseWait.Leaked
+	if len(l) != 1 || l[0].AgeS != 50 || l[0].AgeSource != report.AgeTCPInfo || !l[0].Preexisting {
+		t.Errorf("leaked %+v: want one, 50 s old from tcp_info (10 s before tracing + 40 s traced)", l)
+	}
+}

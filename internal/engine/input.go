@@ -110,8 +110,15 @@ type Census struct {
 	Sockets []census.Socket
 	// Owners names the processes holding some of the sockets, by inode.
 	// The source resolves them (reading /proc) only for the sockets that
-	// matter; owners found once are remembered.
+	// matter; owners found once are remembered, and named again (with
+	// their fd counts as of now) replace what was remembered.
 	Owners map[uint64]report.Owner
+	// OwnersUnreadable counts the processes whose fds the source could
+	// not read when it resolved Owners (other users' processes, without
+	// CAP_SYS_PTRACE); meaningful only with Owners.
+	OwnersUnreadable int
+	// Took is how long the census took, owners included.
+	Took time.Duration
 	// Err is why the dump failed ("" when it did not); Sockets is then
 	// empty and the previous census stands.
 	Err string
