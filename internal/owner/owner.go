@@ -279,3 +279,38 @@ func parseSocketLink(b []byte) (uint64, bool) {
 	}
 	return ino, true
 }
+
+// FDLimit returns a process's RLIMIT_NOFILE soft limit, from
+// /proc/PID/limits ("Max open files  1024  524288  files"): past it,
+// accept(), connect(), socket() and open() fail with EMFILE. Reading
+// another user's limits needs no privilege. It fails when the process is
+// gone or the file has no such line; "unlimited" (which the kernel does
+// not allow for this limit) is an error too.
+func FDLimit(procfs fs.FS, pid int) (int, error) {
+	b, err := fs.ReadFile(procfs, strconv.Itoa(pid)+"/limits")
+	if err != nil {
+		return 0, fmt.Errorf("reading the fd limit of pid %d: %w", pid, err)
+	}
+	return ParseFDLimit(b)
+}
+
+// ParseFDLimit reads the soft "Max open files" limit out of the contents
+// of /proc/PID/limits.
+func ParseFDLimit(b []byte) (int, error) {
+	for line := range strings.Lines(string(b)) {
+		rest, ok := strings.CutPrefix(line, "Max open files")
+		if !ok {
+			continue
+		}
+		f := strings.Fields(rest)
+		if len(f) < 2 {
+			break
+		}
+		n, err := strconv.Atoi(f[0])
+		if err != nil || n <= 0 {
+			return 0, fmt.Errorf("parse /proc/PID/limits: soft open files limit %q", f[0])
+		}
+		return n, nil
+	}
+	return 0, errors.New("parse /proc/PID/limits: no \"Max open files\" line")
+}

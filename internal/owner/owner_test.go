@@ -284,3 +284,40 @@ func BenchmarkResolveProc(b *testing.B) {
 		})
 	}
 }
+
+func TestFDLimit(t *testing.T) {
+	limits := "Limit                     Soft Limit           Hard Limit           Units     \n" +
+		"Max cpu time              unlimited            unlimited            seconds   \n" +
+		"Max open files            1024                 524288               files     \n" +
+		"Max locked memory         8388608              8388608              bytes     \n"
+	fsys := fstest.MapFS{"42/limits": {Data: []byte(limits)}}
+	if n, err := FDLimit(fsys, 42); err != nil || n != 1024 {
+		t.Errorf("FDLimit = %d, %v; want 1024", n, err)
+	}
+	if _, err := FDLimit(fsys, 43); err == nil {
+		t.Error("a missing process has a limit")
+	}
+	for _, bad := range []string{"", "Max open files\n", "Max open files  unlimited  unlimited  files\n", "Max open files  -1  5  files\n", "Max processes 5 5\n"} {
+		if n, err := ParseFDLimit([]byte(bad)); err == nil {
+			t.Errorf("ParseFDLimit(%q) = %d, want an error", bad, n)
+		}
+	}
+	// The real file of this process.
+	var rl syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := FDLimit(os.DirFS("/proc"), os.Getpid()); err != nil || uint64(n) != rl.Cur {
+		t.Errorf("FDLimit(self) = %d, %v; want %d", n, err, rl.Cur)
+	}
+}
+
+func FuzzParseFDLimit(f *testing.F) {
+	f.Add([]byte("Max open files            1024                 524288               files\n"))
+	f.Add([]byte("Max open files 99999999999999999999999 1\n"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if n, err := ParseFDLimit(b); err == nil && n <= 0 {
+			t.Fatalf("limit %d accepted", n)
+		}
+	})
+}

@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"strconv"
+	"sync"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -19,10 +20,11 @@ import (
 // also builds a path and a string.
 type Procfs struct {
 	fs.FS
+	mu   sync.Mutex // guards the scratch buffers
 	root string
 	self int // this process's PID: its scan must not count its own dfd
-	// dirents and link are scratch buffers reused across processes; a
-	// Procfs is therefore not safe for concurrent scans.
+	// dirents and link are scratch buffers reused across processes (one
+	// process's fds are read at a time, under mu).
 	dirents, link []byte
 }
 
@@ -38,6 +40,8 @@ func (p *Procfs) ReadLink(name string) (string, error) { return fs.ReadLink(p.FS
 func (p *Procfs) Lstat(name string) (fs.FileInfo, error) { return fs.Lstat(p.FS, name) }
 
 func (p *Procfs) readFDs(pid int, fn func(fd int, target []byte)) (int, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	dir := p.root + "/" + strconv.Itoa(pid) + "/fd"
 	dfd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
