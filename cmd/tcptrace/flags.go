@@ -26,6 +26,9 @@ Usage:
   sudo tcptrace [flags]                 trace until Ctrl-C (or --duration), then report
   sudo tcptrace [flags] -- COMMAND ...  trace while COMMAND runs; exit with its status
   sudo tcptrace -e [flags]              print every event as it happens
+  tcptrace --snapshot [flags]           report at once from the sockets there are now:
+                                        no tracing, no BPF; root (or CAP_SYS_PTRACE)
+                                        only to name other users' processes, as ss -tp
 
 It traces the network namespace it runs in: use 'ip netns exec NS tcptrace'
 for another one, or --all-netns for every namespace.
@@ -36,6 +39,7 @@ Examples:
   sudo tcptrace -e --port 8080                  live events for port 8080
   sudo tcptrace -o json -d 10s | tail -1 | jq .recommendations
   sudo tcptrace --metrics 0.0.0.0:9877 -q --all-netns   a node exporter for Prometheus
+  sudo tcptrace --snapshot                      who leaks CLOSE_WAIT, since when, and why
 
 Flags:
 `
@@ -51,6 +55,7 @@ func parseFlags(args []string, stdout io.Writer) (session.Options, error) {
 	fs.SetInterspersed(false) // everything after the first non-flag is COMMAND
 
 	fs.BoolVarP(&o.Events, "events", "e", false, "print every event as it happens instead of a final report")
+	fs.BoolVar(&o.Snapshot, "snapshot", false, "report at once from a census of the sockets there are now (ages from tcp_info), without tracing")
 	fs.DurationVarP(&o.Duration, "duration", "d", 0, "stop after this long (e.g. 30s, 5m); default: until Ctrl-C or COMMAND exits")
 	output := fs.StringP("output", "o", "text", "output format: text or json (JSON Lines for --events; the report as the last line)")
 	fs.IntVarP(&o.PID, "pid", "p", 0, "trace only sockets of this process")
@@ -132,6 +137,25 @@ func parseFlags(args []string, stdout io.Writer) (session.Options, error) {
 	}
 	if o.MaxSockets < 1000 {
 		return o, fmt.Errorf("--max-sockets %d: must be at least 1000", o.MaxSockets)
+	}
+	if o.Snapshot {
+		// A snapshot traces nothing: the options about tracing have no
+		// meaning there, and silently ignoring one would mislead.
+		for _, c := range []struct {
+			set  bool
+			flag string
+		}{
+			{o.Events, "--events"}, {fs.Changed("duration"), "--duration"}, {len(o.Command) > 0, "COMMAND"},
+			{fs.Changed("pid"), "--pid"}, {fs.Changed("ring-size"), "--ring-size"},
+			{fs.Changed("max-sockets"), "--max-sockets"}, {fs.Changed("interval"), "--interval"},
+		} {
+			if c.set {
+				return o, fmt.Errorf("--snapshot takes one census and traces nothing: %s does not apply", c.flag)
+			}
+		}
+		if o.AllNetNS {
+			return o, errors.New("--snapshot covers the network namespace it runs in: use 'ip netns exec NS tcptrace --snapshot' for another")
+		}
 	}
 	if m := *ringMiB; m < 1 || m > 1024 || m&(m-1) != 0 {
 		return o, fmt.Errorf("--ring-size %d: must be a power of two between 1 and 1024 (MiB)", m)

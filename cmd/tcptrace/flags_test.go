@@ -47,6 +47,17 @@ func TestParseFlags(t *testing.T) {
 				t.Errorf("command %q", o.Command)
 			}
 		}},
+		{args: []string{"--snapshot", "-o", "json", "--port", "80", "-4", "--close-wait-threshold", "10s", "-q"},
+			check: func(t *testing.T, o session.Options) {
+				if !o.Snapshot || !o.JSON || o.Port != 80 || o.Family != event.IPv4 || o.CloseWaitThreshold != 10*time.Second {
+					t.Errorf("parsed %+v", o)
+				}
+			}},
+		{args: []string{"--snapshot", "-e"}, wantErr: "--events does not apply"},
+		{args: []string{"--snapshot", "-d", "5s"}, wantErr: "--duration does not apply"},
+		{args: []string{"--snapshot", "-p", "1"}, wantErr: "--pid does not apply"},
+		{args: []string{"--snapshot", "--", "sleep", "1"}, wantErr: "COMMAND does not apply"},
+		{args: []string{"--snapshot", "--all-netns"}, wantErr: "ip netns exec NS tcptrace --snapshot"},
 		{args: []string{"--bogus"}, wantErr: "unknown flag: --bogus"},
 		{args: []string{"-o", "yaml"}, wantErr: "must be text or json"},
 		{args: []string{"-4", "-6"}, wantErr: "exclude each other"},

@@ -321,3 +321,16 @@ func FuzzParseFDLimit(f *testing.F) {
 		}
 	})
 }
+
+// TestProcReadsSysctls: Procfs must read /proc files the way os.ReadFile
+// does, or a sysctl reads as its first byte.
+func TestProcReadsSysctls(t *testing.T) {
+	want, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		t.Skip(err)
+	}
+	got, err := fs.ReadFile(Proc("/proc"), "sys/net/ipv4/ip_local_port_range")
+	if err != nil || string(got) != string(want) {
+		t.Errorf("read %q, %v; want %q", got, err, want)
+	}
+}

@@ -33,6 +33,13 @@ func Proc(root string) *Procfs {
 	return &Procfs{FS: os.DirFS(root), root: root, self: os.Getpid(), dirents: make([]byte, 32<<10), link: make([]byte, 256)}
 }
 
+// ReadFile reads a whole file (fs.ReadFileFS) in as few reads as
+// os.ReadFile does. It matters: fs.ReadFile on a plain fs.FS reads a
+// /proc file whose size shows as 0 one byte first, and a sysctl file
+// returns nothing to a read that does not start at offset 0, so
+// "1000" would read as "1".
+func (p *Procfs) ReadFile(name string) ([]byte, error) { return fs.ReadFile(p.FS, name) }
+
 // ReadLink reads a symbolic link (fs.ReadLinkFS).
 func (p *Procfs) ReadLink(name string) (string, error) { return fs.ReadLink(p.FS, name) }
 

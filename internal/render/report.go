@@ -184,7 +184,7 @@ func reportHeader(b *strings.Builder, r *report.Report) {
 		}
 		fmt.Fprintf(b, "%s\n", strings.Join(line, ", "))
 		fmt.Fprintf(b, "census of %s sockets in %s; nothing traced: ages are from tcp_info\n",
-			human.Grouped(r.Census.Total), human.Seconds(r.Census.DurationS))
+			human.Grouped(r.Census.Total), human.Millis(r.Census.DurationS*1000))
 		return
 	}
 	fmt.Fprintf(b, "tcptrace report: %s on %s, %s\n", human.Seconds(r.DurationS), kernel, scope)
@@ -284,6 +284,12 @@ func reportSummary(b *strings.Builder, r *report.Report) {
 			s += fmt.Sprintf("; %d more process%s leaking", n, reportPluralES(n))
 		}
 		lines = append(lines, s)
+	}
+	for _, bs := range r.BlindSpots {
+		if bs.ID == "owners-unreadable" {
+			lines = append(lines, fmt.Sprintf("the holders of %s CLOSE_WAIT socket%s could not be read: run as root "+
+				"(or with CAP_SYS_PTRACE) to name them", human.Grouped(bs.Count), reportPlural(bs.Count)))
+		}
 	}
 	if o := &r.FinWait2Orphans; o.Created > 0 {
 		lines = append(lines, fmt.Sprintf("%s FIN_WAIT2 orphans (peak %s): closed here, the peer's FIN did not come",
@@ -700,6 +706,8 @@ func reportSettings(b *strings.Builder, r *report.Report) {
 		// Sysctls are per namespace; with all of them traced, tcptrace
 		// could only read its own.
 		b.WriteString("\nSettings (read in tcptrace's own network namespace)\n")
+	} else if r.Mode == report.ModeSnapshot {
+		b.WriteString("\nSettings (read in the network namespace of the census)\n")
 	} else {
 		b.WriteString("\nSettings (read in the traced network namespace)\n")
 	}

@@ -190,13 +190,10 @@ func blindSpots(r *Report, in *Input) []BlindSpot {
 				"Run it as root, or with CAP_SYS_PTRACE (and CAP_DAC_READ_SEARCH), to name them, as ss -p would need too.",
 				human.Grouped(int64(in.OwnersUnreadable)), pluralES(in.OwnersUnreadable))
 		} else {
-			reason += ": the process closed them or exited between the census and the scan of /proc, or holds them in another way."
+			reason += ": the process closed them or exited between the census and the scan of /proc, or /proc is " +
+				"mounted with hidepid and hides it."
 		}
 		out = append(out, BlindSpot{ID: id, Count: unowned, Reason: reason})
-	} else if in.OwnersUnreadable > 0 && in.Mode == ModeSnapshot {
-		out = append(out, BlindSpot{ID: "owners-unreadable", Count: in.OwnersUnreadable, Reason: fmt.Sprintf(
-			"The file descriptors of %s process%s could not be read (other users'; needs root or CAP_SYS_PTRACE). "+
-				"No CLOSE_WAIT socket was left without an owner.", human.Grouped(int64(in.OwnersUnreadable)), pluralES(in.OwnersUnreadable))})
 	}
 	if in.Mode == ModeSnapshot {
 		out = append(out, BlindSpot{ID: "needs-trace", Reason: "A snapshot shows the sockets that exist now. " +

@@ -164,7 +164,9 @@ func take(d *census.Dumper, ino uint32, states census.StateMask) *engine.Census 
 	// The time is taken before the dump: a socket born during the dump
 	// may be missing from it, and must count as younger than the census.
 	c := &engine.Census{TakenNs: monoNow(), NetNS: ino, States: states}
-	socks, err := d.Dump(states)
+	// tcp_info dates the CLOSE_WAIT sockets that predate tracing; the
+	// kernel sends it for full sockets only, and these states have few.
+	socks, err := d.AppendQuery(nil, census.Query{States: states, Info: true})
 	if err != nil {
 		c.Err = err.Error()
 		return c

@@ -21,7 +21,6 @@ import (
 	"github.com/tcptrace/tcptrace/internal/engine"
 	"github.com/tcptrace/tcptrace/internal/event"
 	"github.com/tcptrace/tcptrace/internal/hostinfo"
-	"github.com/tcptrace/tcptrace/internal/owner"
 	"github.com/tcptrace/tcptrace/internal/probe"
 	"github.com/tcptrace/tcptrace/internal/report"
 )
@@ -138,7 +137,7 @@ func (s *liveSource) run(ctx context.Context, in engine.Input) (int, error) {
 		s.fleet.census(periodicStates, final)
 	}
 	last := final.censuses[len(final.censuses)-1]
-	last.Owners = s.owners(closeWaitInodes(final.censuses))
+	last.Owners, last.OwnersUnreadable = resolveOwners(s.procfs, closeWaitInodes(final.censuses))
 	final.apply(in)
 	code := s.commandExit()
 	end := &engine.End{EndNs: endNs, Loss: s.loss(), Netstat: s.netstat()}
@@ -240,22 +239,6 @@ func (s *liveSource) loss() report.Loss {
 // take runs one census of tcptrace's own namespace.
 func (s *liveSource) take(states census.StateMask) *engine.Census {
 	return take(s.dumper, s.ownNS, states)
-}
-
-// owners names the processes holding the sockets with these inodes.
-func (s *liveSource) owners(inodes []uint64) map[uint64]report.Owner {
-	out := map[uint64]report.Owner{}
-	if len(inodes) == 0 {
-		return out
-	}
-	found, err := owner.Resolve(s.procfs, inodes)
-	if err != nil {
-		return out
-	}
-	for ino, o := range found {
-		out[ino] = report.Owner{PID: o.PID, Comm: o.Comm, Cmdline: o.Cmdline, Holders: o.Holders}
-	}
-	return out
 }
 
 func closeWaitInodes(cs []*engine.Census) []uint64 {
@@ -397,7 +380,7 @@ func (c *censusLoop) takeOne() {
 	}
 	c.mu.Unlock()
 	if last := res.censuses[len(res.censuses)-1]; due && last.Err == "" {
-		last.Owners = c.src.owners(want)
+		last.Owners, last.OwnersUnreadable = resolveOwners(c.src.procfs, want)
 	}
 	c.mu.Lock()
 	if c.latest != nil {

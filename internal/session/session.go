@@ -14,6 +14,7 @@ import (
 
 	"github.com/tcptrace/tcptrace/internal/engine"
 	"github.com/tcptrace/tcptrace/internal/event"
+	"github.com/tcptrace/tcptrace/internal/owner"
 )
 
 // Version is tcptrace's version, reported in --version and the report.
@@ -23,6 +24,8 @@ var Version = "0.1.0-dev"
 type Options struct {
 	// Events prints every event as it happens instead of a final report.
 	Events bool
+	// Snapshot reports at once from one census, without tracing (no BPF).
+	Snapshot bool
 	// Duration stops tracing after this long; 0 runs until interrupted (or
 	// until Command exits).
 	Duration time.Duration
@@ -99,6 +102,9 @@ func Run(ctx context.Context, opts Options, stdout, stderr io.Writer) error {
 	view := newLiveViewSink(opts, stdout, stderr)
 	// Sinks that read a snapshot every interval, and those that read only
 	// the final one; a snapshot is made per interval only when needed.
+	if opts.Snapshot {
+		return runSnapshot(opts, stdout, stderr)
+	}
 	var live, final []engine.Sink
 	var events *eventSink
 	cfg := engine.Config{}
@@ -125,7 +131,7 @@ func Run(ctx context.Context, opts Options, stdout, stderr io.Writer) error {
 		p.onIdle = events.flush
 	}
 
-	src := &liveSource{opts: opts, stderr: stderr, procfs: os.DirFS("/proc"),
+	src := &liveSource{opts: opts, stderr: stderr, procfs: owner.Proc("/proc"),
 		closeWaitOwners: eng.CloseWaitInodes}
 	// The command's output goes where it does not mix with ours: with
 	// JSON on stdout, to stderr.
@@ -153,6 +159,17 @@ func Run(ctx context.Context, opts Options, stdout, stderr io.Writer) error {
 		return &ExitError{Code: code}
 	}
 	return nil
+}
+
+// runSnapshot is `tcptrace --snapshot`: the census-only source into the
+// same engine and report sink as a trace.
+func runSnapshot(opts Options, stdout, stderr io.Writer) error {
+	eng := engine.New(engine.Config{})
+	src := &snapshotSource{opts: opts, procfs: owner.Proc("/proc")}
+	if err := src.run(eng); err != nil {
+		return err
+	}
+	return (&reportSink{w: stdout, stderr: stderr, json: opts.JSON}).Final(eng.Snapshot())
 }
 
 // pipeline is the Input a source feeds: the engine, plus the sinks that

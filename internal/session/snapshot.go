@@ -1,0 +1,96 @@
+package session
+
+import (
+	"fmt"
+	"runtime"
+	"slices"
+	"time"
+
+	"github.com/tcptrace/tcptrace/internal/census"
+	"github.com/tcptrace/tcptrace/internal/engine"
+	"github.com/tcptrace/tcptrace/internal/event"
+	"github.com/tcptrace/tcptrace/internal/hostinfo"
+	"github.com/tcptrace/tcptrace/internal/owner"
+	"github.com/tcptrace/tcptrace/internal/report"
+)
+
+// snapshotSource is `tcptrace --snapshot`: a stream of one census of every
+// state of tcptrace's network namespace, with the CLOSE_WAIT sockets'
+// tcp_info and owners, and no events. It loads no BPF and needs only what
+// `ss -tp` needs: sock_diag of one's own namespace is open to every user,
+// and reading other users' /proc/PID/fd takes CAP_SYS_PTRACE (or root);
+// the report says which sockets that left without an owner.
+type snapshotSource struct {
+	opts   Options
+	procfs *owner.Procfs
+	// dumper, if set, is used instead of a new sock_diag socket in the
+	// calling thread's namespace (tests, and a per-namespace census).
+	dumper *census.Dumper
+	ownNS  uint32
+}
+
+// run feeds in a whole snapshot stream: Start, one Census, End.
+func (s *snapshotSource) run(in engine.Input) error {
+	sysctls, err := hostinfo.ReadSysctls(s.procfs)
+	if err != nil {
+		return fmt.Errorf("reading sysctls: %w", err)
+	}
+	release, _ := hostinfo.KernelRelease(s.procfs)
+	if s.ownNS == 0 {
+		if s.ownNS, err = netnsInode(); err != nil {
+			return err
+		}
+	}
+	d := s.dumper
+	if d == nil {
+		if d, err = census.NewDumper(); err != nil {
+			return fmt.Errorf("opening sock_diag for the socket census (no privilege is needed for tcptrace's own "+
+				"network namespace; if the kernel builds it as modules, load them: modprobe tcp_diag): %w", err)
+		}
+		defer d.Close()
+	}
+	began := time.Now()
+	c := s.take(d)
+	c.Took = time.Since(began)
+	if c.Err != "" {
+		return fmt.Errorf("taking the socket census: %s", c.Err)
+	}
+	st := &engine.Start{
+		Mode:    engine.ModeSnapshot,
+		Version: Version, Args: s.opts.Args,
+		Kernel: hostinfo.ShortRelease(release), CPUs: runtime.NumCPU(),
+		StartNs: c.TakenNs, Started: began,
+		Scope:     report.Scope{NetNS: s.ownNS, Port: s.opts.Port, Family: report.FamilyName(s.opts.Family)},
+		OwnNetNS:  s.ownNS,
+		Threshold: s.opts.CloseWaitThreshold, MaxSockets: s.opts.MaxSockets,
+		Sysctl: sysctls,
+	}
+	in.Start(st)
+	in.Census(c)
+	in.End(&engine.End{EndNs: c.TakenNs})
+	return nil
+}
+
+// take dumps every state, with tcp_info for the CLOSE_WAIT sockets only:
+// the kernel fills tcp_info under each socket's lock, which for 100,000
+// established sockets costs more than the rest of the dump (census
+// benchmark), and only CLOSE_WAIT needs its age. Then it names their
+// owners.
+func (s *snapshotSource) take(d *census.Dumper) *engine.Census {
+	c := &engine.Census{TakenNs: monoNow(), NetNS: s.ownNS, States: census.AllStates}
+	cw := census.Mask(event.CloseWait)
+	socks, err := d.AppendQuery(nil, census.Query{States: census.AllStates &^ cw, Family: s.opts.Family})
+	if err == nil {
+		socks, err = d.AppendQuery(socks, census.Query{States: cw, Family: s.opts.Family, Info: true})
+	}
+	if err != nil {
+		c.Err = err.Error()
+		return c
+	}
+	if p := uint16(s.opts.Port); p != 0 {
+		socks = slices.DeleteFunc(socks, func(x census.Socket) bool { return x.Local.Port() != p && x.Remote.Port() != p })
+	}
+	c.Sockets = socks
+	c.Owners, c.OwnersUnreadable = resolveOwners(s.procfs, closeWaitInodes([]*engine.Census{c}))
+	return c
+}
