@@ -559,10 +559,14 @@ func (a *advisor) closeWaitGroup(p report.LeakOwner, g report.LeakGroup, first b
 	oldest := "the oldest for " + human.Seconds(g.OldestS)
 	if first && !p.Since.IsZero() {
 		oldest += ", since " + p.Since.UTC().Format("2006-01-02 15:04:05 UTC")
-		if p.AgeSource == report.AgeTCPInfo {
-			oldest += " (from tcp_info: when the peer's FIN arrived)"
-		} else if p.AgeSource == report.AgeCensus {
+		switch {
+		case p.AgeSource == report.AgeCensus:
 			oldest = "the oldest for at least " + human.Seconds(g.OldestS)
+		case p.AgeSource == report.AgeTCPInfo && p.AgeLowerBound:
+			oldest = "the oldest for at least " + human.Seconds(g.OldestS) + " (from tcp_info; TCP keepalive is on, and " +
+				"each probe the peer answers restarts that count)"
+		case p.AgeSource == report.AgeTCPInfo:
+			oldest += " (from tcp_info: when the peer's FIN arrived)"
 		}
 	}
 	n := human.Grouped(int64(g.Count))

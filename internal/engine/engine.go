@@ -505,6 +505,7 @@ func censusSocket(s *census.Socket, firstSeenNs uint64) report.CensusSocket {
 		State: s.State, Mini: s.State == event.TimeWait || s.State == event.FinWait2 && s.Timer == census.TimerTimeWait,
 		Local: s.Local, Remote: s.Remote, Inode: s.Inode, UID: s.UID, FirstSeenNs: firstSeenNs,
 		RecvQ: s.RQueue, SendQ: s.WQueue, ExpiresMs: s.ExpiresMs,
+		Keepalive: s.Timer == census.TimerKeepalive && s.State == event.CloseWait,
 	}
 	if s.Info.HasTimes() {
 		c.Info = report.TCPInfo{Known: true, LastAckRecvMs: s.Info.LastAckRecvMs, LastDataRecvMs: s.Info.LastDataRecvMs}

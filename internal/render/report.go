@@ -268,7 +268,7 @@ func reportSummary(b *strings.Builder, r *report.Report) {
 	if bp := r.CloseWait.ByProcess; len(bp) > 0 {
 		p := bp[0]
 		s := fmt.Sprintf("%s CLOSE_WAIT socket%s leaked by %s, the oldest %s%s", human.Grouped(p.Count), reportPlural(p.Count),
-			reportOwner(p.PID, p.Comm), reportAge(p.OldestS, p.AgeSource), reportSince(p.Since))
+			reportOwner(p.PID, p.Comm), reportAge(p), reportSince(p.Since))
 		if k := reportDiagnosis(p.Diagnosis, p.Groups); k != "" {
 			s += ": " + k
 		}
@@ -484,7 +484,7 @@ func reportCloseWait(b *strings.Builder, r *report.Report) {
 				limitIn = "AT LIMIT"
 			}
 		}
-		t.row(strconv.Itoa(p.PID), reportName(p.Comm), human.Count(p.Count), reportAge(p.OldestS, p.AgeSource),
+		t.row(strconv.Itoa(p.PID), reportName(p.Comm), human.Count(p.Count), reportAge(p),
 			fds, growth, limitIn, reportDash(reportClip(safe.Text(p.Cmdline), leakCmdlineWidth)))
 	}
 	t.write(b, "  ")
@@ -507,7 +507,7 @@ func reportCloseWait(b *strings.Builder, r *report.Report) {
 		}
 		t.write(b, "    ")
 	}
-	b.WriteString("  leaked sockets, oldest first (AGE \"~\": from tcp_info; \">\": at least, there before tracing):\n")
+	b.WriteString("  leaked sockets, oldest first (AGE \"~\": from tcp_info; \">\": at least that old):\n")
 	t = newReportTable(">PID", "COMM", ">FD", "LOCAL", "REMOTE", ">RECV-Q", ">AGE", "KIND")
 	for i, l := range cw.Leaked {
 		if i == maxLeakLines {
@@ -535,17 +535,17 @@ func reportHasGroups(ps []report.LeakOwner) bool {
 func reportLeakAge(l report.Leak) string {
 	age := human.Seconds(l.AgeS)
 	switch {
+	case l.AgeLowerBound || l.AgeSource == report.AgeCensus || (l.AgeSource == "" && l.Preexisting):
+		return ">" + age
 	case l.AgeSource == report.AgeTCPInfo:
 		return "~" + age
-	case l.AgeSource == report.AgeCensus || (l.AgeSource == "" && l.Preexisting):
-		return ">" + age
 	}
 	return age
 }
 
-// reportAge is an oldest age with its source's mark.
-func reportAge(s float64, source string) string {
-	return reportLeakAge(report.Leak{AgeS: s, AgeSource: source})
+// reportAge is a process's oldest age with its mark.
+func reportAge(p report.LeakOwner) string {
+	return reportLeakAge(report.Leak{AgeS: p.OldestS, AgeSource: p.AgeSource, AgeLowerBound: p.AgeLowerBound})
 }
 
 // reportSince is " (since 09:24:55 UTC)" for a known time.

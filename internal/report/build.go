@@ -31,6 +31,9 @@ type CensusSocket struct {
 	RecvQ, SendQ uint32
 	// ExpiresMs is the time left on a mini-socket's timer.
 	ExpiresMs uint32
+	// Keepalive says the socket's keepalive timer runs (SO_KEEPALIVE):
+	// each probe the peer answers resets tcp_info's LastAckRecvMs.
+	Keepalive bool
 	// Info is what the report uses of the socket's tcp_info, when the
 	// census asked for it.
 	Info TCPInfo

@@ -77,6 +77,10 @@ func closeWait(in *Input) CloseWait {
 			} else {
 				l.Preexisting = true
 				cs.sinceNs, l.AgeSource = estimateSince(in, c)
+				// A keepalive probe the peer answers (while its side
+				// lingers in FIN_WAIT2 or TIME_WAIT) resets what
+				// tcp_info counts from.
+				l.AgeLowerBound = l.AgeSource == AgeCensus || c.Keepalive
 			}
 			if l.Role == "" || l.Role == "unknown" {
 				l.Role = roles.role(c.Local)
@@ -142,8 +146,10 @@ func closeWait(in *Input) CloseWait {
 // estimateSince dates a socket tcptrace did not see enter CLOSE_WAIT. Its
 // tcp_info says how long ago the peer last sent anything, which for a
 // socket in CLOSE_WAIT is its FIN unless something came later (a keepalive
-// answer), so the estimate can only be too young. A census that saw it
-// earlier than that proves it older: then the first sighting is the bound.
+// answer), so the estimate can only be too young. A census that saw it in
+// CLOSE_WAIT earlier than that proves it: the estimate is then replaced by
+// the bound the censuses give (first seen, or the start of tracing for a
+// socket there when it began).
 func estimateSince(in *Input, c CensusSocket) (uint64, string) {
 	seen := c.FirstSeenNs
 	if seen == 0 || seen > in.CensusNs {
@@ -155,7 +161,7 @@ func estimateSince(in *Input, c CensusSocket) (uint64, string) {
 	}
 	ago := uint64(c.Info.LastAckRecvMs) * uint64(time.Millisecond)
 	est := in.CensusNs - min(ago, in.CensusNs)
-	if est > bound {
+	if est > seen {
 		return bound, AgeCensus
 	}
 	return est, AgeTCPInfo
@@ -202,7 +208,7 @@ func leakOwner(in *Input, pid int, socks []*cwSock, threshold uint64) (LeakOwner
 		l := &s.leak
 		o.Count++
 		if l.AgeS >= o.OldestS {
-			o.OldestS, o.Since, o.AgeSource = l.AgeS, l.Since, l.AgeSource
+			o.OldestS, o.Since, o.AgeSource, o.AgeLowerBound = l.AgeS, l.Since, l.AgeSource, l.AgeLowerBound
 		}
 		if !slices.Contains(o.Lports, l.Lport) {
 			o.Lports = append(o.Lports, l.Lport)
@@ -282,9 +288,12 @@ func leakOwner(in *Input, pid int, socks []*cwSock, threshold uint64) (LeakOwner
 // counted: they are not part of its leak.
 func growth(in *Input, socks []*cwSock) (perMin float64, source string, windowS float64, ok bool) {
 	if in.Mode != ModeSnapshot && in.EndNs-in.StartNs >= uint64(growthMinWindow) {
+		// Entered after the start: seen entering, or dated after it by
+		// tcp_info (missed by the events). A socket there before is
+		// dated at the start at the latest, never after it.
 		n := 0
 		for _, s := range socks {
-			if s.sinceNs >= in.StartNs {
+			if s.sinceNs > in.StartNs {
 				n++
 			}
 		}
@@ -293,7 +302,7 @@ func growth(in *Input, socks []*cwSock) (perMin float64, source string, windowS 
 	}
 	var oldest uint64
 	for _, s := range socks {
-		if s.leak.AgeSource == AgeCensus {
+		if s.leak.AgeLowerBound {
 			return 0, "", 0, false // an age that is only a bound
 		}
 		oldest = max(oldest, in.EndNs-min(s.sinceNs, in.EndNs))

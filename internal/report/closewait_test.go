@@ -22,6 +22,11 @@ func cwSocket(local, remote string, inode uint64, recvQ uint32, ackAgo, dataAgo 
 		Info: TCPInfo{Known: true, LastAckRecvMs: uint32(ackAgo / time.Millisecond), LastDataRecvMs: uint32(dataAgo / time.Millisecond)}}
 }
 
+func keepalive(c CensusSocket) CensusSocket {
+	c.Keepalive = true
+	return c
+}
+
 func snapshotInput(at uint64, socks ...CensusSocket) Input {
 	for i := range socks {
 		socks[i].FirstSeenNs = at
@@ -51,6 +56,9 @@ func TestAgeFromTCPInfo(t *testing.T) {
 			cwSocket("10.0.0.1:8080", "10.0.0.9:40000", 1, 0, 10*time.Second, 12*time.Second),
 			cwSocket("10.0.0.1:8080", "10.0.0.9:40001", 2, 0, 3*time.Hour+250*time.Millisecond, 3*time.Hour),
 			CensusSocket{State: event.CloseWait, Local: ap("10.0.0.1:8080"), Remote: ap("10.0.0.9:40002"), Inode: 3},
+			// Keepalive on: the last probe answered 5 s ago, the last data
+			// 100 s ago; at least 5 s old.
+			keepalive(cwSocket("10.0.0.1:8080", "10.0.0.9:40003", 4, 0, 5*time.Second, 100*time.Second)),
 		)
 		r := Build(in)
 		for _, c := range []struct {
@@ -58,16 +66,18 @@ func TestAgeFromTCPInfo(t *testing.T) {
 			age    float64
 			source string
 			since  time.Time
+			bound  bool
 		}{
-			{40000, 10, AgeTCPInfo, wallStart.Add(-10 * time.Second)},
-			{40001, 10800.25, AgeTCPInfo, wallStart.Add(-3*time.Hour - 250*time.Millisecond)},
+			{40000, 10, AgeTCPInfo, wallStart.Add(-10 * time.Second), false},
+			{40001, 10800.25, AgeTCPInfo, wallStart.Add(-3*time.Hour - 250*time.Millisecond), false},
 			// No tcp_info: no age at all, only "at least as old as the census".
-			{40002, 0, AgeCensus, wallStart},
+			{40002, 0, AgeCensus, wallStart, true},
+			{40003, 5, AgeTCPInfo, wallStart.Add(-5 * time.Second), true},
 		} {
 			l := leakByPort(t, r, c.rport)
-			if l.AgeS != c.age || l.AgeSource != c.source || !l.Since.Equal(c.since) || !l.Preexisting {
-				t.Errorf("port %d: age %v %s since %v preexisting %v; want %v %s since %v", c.rport, l.AgeS, l.AgeSource,
-					l.Since, l.Preexisting, c.age, c.source, c.since)
+			if l.AgeS != c.age || l.AgeSource != c.source || !l.Since.Equal(c.since) || !l.Preexisting || l.AgeLowerBound != c.bound {
+				t.Errorf("port %d: age %v %s since %v preexisting %v bound %v; want %v %s since %v bound %v", c.rport, l.AgeS,
+					l.AgeSource, l.Since, l.Preexisting, l.AgeLowerBound, c.age, c.source, c.since, c.bound)
 			}
 		}
 		if r.Mode != ModeSnapshot || r.DurationS != 0 || !r.Census.TakenAt.Equal(wallStart) {

@@ -363,6 +363,11 @@ type Leak struct {
 	AgeS      float64   `json:"age_s"`
 	AgeSource string    `json:"age_source"`
 	Since     time.Time `json:"since"`
+	// AgeLowerBound says the socket is at least AgeS old, maybe older:
+	// known only from a census (AgeCensus), or from tcp_info on a socket
+	// with TCP keepalive on, where each probe the peer answers restarts
+	// what tcp_info counts.
+	AgeLowerBound bool `json:"age_lower_bound"`
 	// Preexisting: it was in CLOSE_WAIT before tracing began (always, in a
 	// snapshot).
 	Preexisting bool `json:"preexisting"`
@@ -394,9 +399,10 @@ type LeakOwner struct {
 	OldestS float64 `json:"oldest_s"`
 	// Since is when the oldest entered CLOSE_WAIT (wall clock), with the
 	// oldest's AgeSource.
-	Since     time.Time `json:"since"`
-	AgeSource string    `json:"age_source"`
-	Lports    []int     `json:"lports"`
+	Since         time.Time `json:"since"`
+	AgeSource     string    `json:"age_source"`
+	AgeLowerBound bool      `json:"age_lower_bound"`
+	Lports        []int     `json:"lports"`
 	// Peers are the remote addresses (addr:port) of its leaked sockets, at
 	// most a few.
 	Peers []string `json:"peers"`
