@@ -1,7 +1,8 @@
 #!/bin/sh
 # setup.sh installs what tcptrace's tests need on Debian or Ubuntu:
-#   scripts/setup.sh             the tests: iproute2 (ip netns), tmux (the live view's terminal test),
-#                                prometheus (promtool checks the metrics and the deploy files)
+#   scripts/setup.sh             the tests: iproute2 (ip netns, ss), tmux (the live view's terminal test),
+#                                prometheus (promtool checks the metrics and the deploy files),
+#                                util-linux (setpriv: tcptrace --snapshot run as an ordinary user)
 #   scripts/setup.sh --generate  also clang-19, llvm-19 and libbpf-dev (make generate)
 #   scripts/setup.sh --bench     also libbpf-tools (the tcpstates peer), GNU time and bpftool,
 #                                for make bench and make progcost
@@ -12,6 +13,7 @@ need=""
 command -v ip >/dev/null 2>&1 || need="$need iproute2"
 command -v tmux >/dev/null 2>&1 || need="$need tmux"
 command -v promtool >/dev/null 2>&1 || need="$need prometheus"
+command -v setpriv >/dev/null 2>&1 || need="$need util-linux"
 for arg in "$@"; do
 	case "$arg" in
 	--generate)
