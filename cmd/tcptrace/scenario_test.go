@@ -76,7 +76,7 @@ func findChurnJSON(t *testing.T, text string) churnJSON {
 }
 
 // parseReport decodes the JSON report, which must be stdout's last line.
-func parseReport(t *testing.T, stdout string) *report.Report {
+func parseReport(t testing.TB, stdout string) *report.Report {
 	t.Helper()
 	lines := strings.Split(strings.TrimRight(stdout, "\n"), "\n")
 	last := lines[len(lines)-1]
