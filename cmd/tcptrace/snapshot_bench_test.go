@@ -26,30 +26,31 @@ func BenchmarkSnapshot(b *testing.B) {
 		b.Run(bc.name, func(b *testing.B) {
 			ns := testnet.New(b)
 			ns.Populate(b, 4, bc.established, bc.closeWait)
-			var out []byte
-			for b.Loop() {
-				var err error
-				if out, err = ns.Command(binary, "--snapshot", "-o", "json", "--close-wait-threshold", "0s").Output(); err != nil {
-					b.Fatalf("tcptrace --snapshot: %v", err)
+			b.Run("tcptrace--snapshot", func(b *testing.B) {
+				var out []byte
+				for b.Loop() {
+					var err error
+					if out, err = ns.Command(binary, "--snapshot", "-o", "json", "--close-wait-threshold", "0s").Output(); err != nil {
+						b.Fatalf("tcptrace --snapshot: %v", err)
+					}
 				}
-			}
-			r := parseReport(b, string(out))
-			if r.Census.Total < 2*bc.established+bc.closeWait || r.CloseWait.Current != bc.closeWait {
-				b.Fatalf("census of %d sockets, %d CLOSE_WAIT; want %d and %d", r.Census.Total, r.CloseWait.Current,
-					2*bc.established+2*bc.closeWait, bc.closeWait)
-			}
-			owned := 0
-			for _, p := range r.CloseWait.ByProcess {
-				if p.PID != 0 {
-					owned += p.Count
+				r := parseReport(b, string(out))
+				if r.Census.Total < 2*bc.established+bc.closeWait || r.CloseWait.Current != bc.closeWait {
+					b.Fatalf("census of %d sockets, %d CLOSE_WAIT; want %d and %d", r.Census.Total, r.CloseWait.Current,
+						2*bc.established+2*bc.closeWait, bc.closeWait)
 				}
-			}
-			b.ReportMetric(float64(r.Census.Total), "sockets")
-			b.ReportMetric(r.Census.DurationS*1000, "census+owners-ms")
-			b.ReportMetric(float64(owned), "owned")
-			if owned != bc.closeWait {
-				b.Errorf("%d CLOSE_WAIT sockets attributed, want %d", owned, bc.closeWait)
-			}
+				owned := 0
+				for _, p := range r.CloseWait.ByProcess {
+					if p.PID != 0 {
+						owned += p.Count
+					}
+				}
+				b.ReportMetric(float64(r.Census.Total), "sockets")
+				b.ReportMetric(r.Census.DurationS*1000, "census+owners-ms")
+				if owned != bc.closeWait {
+					b.Errorf("%d CLOSE_WAIT sockets attributed, want %d", owned, bc.closeWait)
+				}
+			})
 			// The same census by ss, in the same namespace and minute: the
 			// machines are shared, so read the ratio, not the number.
 			for _, args := range [][]string{{"-tan"}, {"-tanp"}} {
@@ -64,4 +65,3 @@ func BenchmarkSnapshot(b *testing.B) {
 		})
 	}
 }
-
