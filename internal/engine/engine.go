@@ -70,9 +70,9 @@ type nsState struct {
 	first       map[sockKey]uint64
 	closeWait   []census.Socket
 	closeWaitNs uint64
-	// listeners are the listening sockets seen: a socket on a
-	// listener's port was accepted, not connect()ed.
-	listeners []netip.AddrPort
+	// listenPorts are the ports of the listening sockets seen: a socket
+	// on one was accepted, not connect()ed.
+	listenPorts map[uint16]bool
 	// all is the latest census of every state (a snapshot's), and took
 	// how long the latest census took; all is nil when there was none.
 	all  []census.Socket
@@ -146,6 +146,9 @@ func (e *Engine) Event(ev *event.Event) {
 	e.ev = *ev
 	e.tr.Feed(&e.ev)
 }
+
+// listening says a listener of the namespace has this port.
+func (n *nsState) listening(port uint16) bool { return n.listenPorts[port] }
 
 // nsOf returns the state of namespace netns, creating it.
 func (e *Engine) nsOf(netns uint32) *nsState {
@@ -227,7 +230,10 @@ func (e *Engine) seed(n *nsState, c *Census) {
 		switch {
 		case s.State == event.Listen:
 			e.tr.ObserveListener(c.NetNS, s.Local.Port(), 0)
-			n.listeners = append(n.listeners, s.Local)
+			if n.listenPorts == nil {
+				n.listenPorts = map[uint16]bool{}
+			}
+			n.listenPorts[s.Local.Port()] = true
 		case !pre:
 		case s.State == event.TimeWait:
 			n.preTimeWait++
@@ -431,7 +437,6 @@ func (e *Engine) report(stats *tracker.Stats) *report.Report {
 			continue
 		}
 		in.CensusOK = true
-		in.Listeners = append(in.Listeners, n.listeners...)
 		in.OwnersUnreadable = max(in.OwnersUnreadable, n.unreadable)
 		if ns == st.OwnNetNS {
 			in.OwnNetNS = ns
@@ -477,7 +482,7 @@ func (e *Engine) censusSockets(ns uint32, n *nsState, dst []report.CensusSocket,
 	for i := range n.closeWait {
 		s := &n.closeWait[i]
 		c := censusSocket(s, n.first[sockKey{s.Local, s.Remote}])
-		c.NetNS = ns
+		c.NetNS, c.TakenNs, c.Listening = ns, n.closeWaitNs, n.listening(s.Local.Port())
 		dst = append(dst, c)
 		if o, ok := e.owners[s.Inode]; ok && s.Inode != 0 {
 			owners[s.Inode] = o
@@ -494,7 +499,9 @@ func (e *Engine) censusFacts(in *report.Input, n *nsState) {
 	if n.all != nil {
 		in.Sockets = make([]report.CensusSocket, len(n.all))
 		for i := range n.all {
-			in.Sockets[i] = censusSocket(&n.all[i], n.closeWaitNs)
+			s := &n.all[i]
+			in.Sockets[i] = censusSocket(s, n.closeWaitNs)
+			in.Sockets[i].Listening = n.listening(s.Local.Port())
 		}
 	}
 }
@@ -546,7 +553,7 @@ func (e *Engine) nsReport(stats *tracker.Stats, ns uint32) report.Namespace {
 	}
 	if n.ok {
 		in.CloseWait = e.censusSockets(ns, n, nil, in.Owners)
-		in.Listeners, in.OwnersUnreadable = n.listeners, n.unreadable
+		in.OwnersUnreadable = n.unreadable
 		e.censusFacts(&in, n)
 	}
 	r := report.Build(in)

@@ -311,3 +311,42 @@ func TestTraceAgesFromTCPInfo(t *testing.T) {
 		t.Errorf("leaked %+v: want one, 50 s old from tcp_info (10 s before tracing + 40 s traced)", l)
 	}
 }
+
+// With every namespace traced, each CLOSE_WAIT socket is dated from its
+// own namespace's census, and is accepted or connect()ed by the listeners
+// of its own namespace.
+func TestCloseWaitPerNamespace(t *testing.T) {
+	e := New(Config{})
+	st := testStart()
+	st.Scope = report.Scope{AllNetNS: true}
+	e.Start(st)
+	const other = eventtest.NetNS + 1
+	info := func(s census.Socket, ackAgo uint32) census.Socket {
+		s.Info = census.TCPInfo{Len: 232, LastAckRecvMs: ackAgo, LastDataRecvMs: ackAgo}
+		return s
+	}
+	for _, c := range []*Census{
+		{TakenNs: t0, NetNS: eventtest.NetNS, States: census.Mask(event.Listen, event.CloseWait), Sockets: []census.Socket{
+			sock(event.Listen, "10.0.0.2:40000", "0.0.0.0:0", 1),
+			info(sock(event.CloseWait, "10.0.0.2:40000", "10.0.0.7:5555", 77), 20000),
+		}},
+		// The same port, no listener: this host connect()ed from it. Its
+		// census came 10 s later: its FIN was 35 s before that.
+		{TakenNs: t0 + 10*sec, NetNS: other, States: census.Mask(event.Listen, event.CloseWait), Sockets: []census.Socket{
+			info(sock(event.CloseWait, "10.0.0.2:40000", "10.0.0.8:6379", 78), 35000),
+		}},
+	} {
+		e.Census(c)
+	}
+	e.End(&End{EndNs: t0 + 10*sec})
+	got := map[uint32]report.Leak{}
+	for _, l := range e.Snapshot().Report.CloseWait.Leaked {
+		got[l.NetNS] = l
+	}
+	if l := got[eventtest.NetNS]; l.Role != "server" || l.AgeS != 30 || l.AgeSource != report.AgeTCPInfo {
+		t.Errorf("own namespace's leak %+v: want server, 30 s old", l)
+	}
+	if l := got[other]; l.Role != "client" || l.AgeS != 35 || l.Diagnosis != report.DiagClientPool {
+		t.Errorf("other namespace's leak %+v: want client_pool, 35 s old", l)
+	}
+}

@@ -31,6 +31,13 @@ type CensusSocket struct {
 	RecvQ, SendQ uint32
 	// ExpiresMs is the time left on a mini-socket's timer.
 	ExpiresMs uint32
+	// Listening says a listener of its own namespace has its local port:
+	// it was accepted (role "server"). Input.Listeners says the same for
+	// every socket at once.
+	Listening bool
+	// TakenNs is when the census that read Info was taken (0: the
+	// Input's CensusNs): tcp_info's times count back from it.
+	TakenNs uint64
 	// Keepalive says the socket's keepalive timer runs (SO_KEEPALIVE):
 	// each probe the peer answers resets tcp_info's LastAckRecvMs.
 	Keepalive bool

@@ -35,10 +35,10 @@ func newRoler(in *Input) roler {
 
 // role returns "server", "client", or "" when neither the listeners nor
 // the port range tell.
-func (r roler) role(local netip.AddrPort) string {
-	p := int(local.Port())
+func (r roler) role(c *CensusSocket) string {
+	p := int(c.Local.Port())
 	switch {
-	case r.listening[local.Port()]:
+	case c.Listening || r.listening[c.Local.Port()]:
 		return "server"
 	case !r.rangeOK:
 		return ""
@@ -89,7 +89,7 @@ func summarizeCensus(r *Report, in *Input) {
 	for i := range in.Sockets {
 		s := &in.Sockets[i]
 		c.States[stateName(s)]++
-		role := roles.role(s.Local)
+		role := roles.role(s)
 		switch {
 		case s.Mini && s.State == event.TimeWait:
 			tws++

@@ -83,7 +83,7 @@ func closeWait(in *Input) CloseWait {
 				l.AgeLowerBound = l.AgeSource == AgeCensus || c.Keepalive
 			}
 			if l.Role == "" || l.Role == "unknown" {
-				l.Role = roles.role(c.Local)
+				l.Role = roles.role(&c)
 			}
 			cs.leak = l
 			all = append(all, cs)
@@ -152,15 +152,19 @@ func closeWait(in *Input) CloseWait {
 // socket there when it began).
 func estimateSince(in *Input, c CensusSocket) (uint64, string) {
 	seen := c.FirstSeenNs
-	if seen == 0 || seen > in.CensusNs {
-		seen = in.CensusNs
+	if last := max(in.CensusNs, c.TakenNs); seen == 0 || seen > last {
+		seen = last
 	}
 	bound := min(seen, in.StartNs)
 	if !c.Info.Known {
 		return bound, AgeCensus
 	}
+	taken := in.CensusNs
+	if c.TakenNs != 0 {
+		taken = c.TakenNs
+	}
 	ago := uint64(c.Info.LastAckRecvMs) * uint64(time.Millisecond)
-	est := in.CensusNs - min(ago, in.CensusNs)
+	est := taken - min(ago, taken)
 	if est > seen {
 		return bound, AgeCensus
 	}
