@@ -1,7 +1,6 @@
 package census_test
 
 import (
-	"os"
 	"testing"
 
 	"github.com/tcptrace/tcptrace/internal/census"
@@ -19,16 +18,7 @@ func BenchmarkCensusLarge(b *testing.B) {
 	const established, closeWait = 25000, 25000
 	ns := testnet.New(b)
 	ns.Populate(b, 4, established, closeWait)
-	f, err := os.Open("/run/netns/" + ns.Name)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer f.Close()
-	d, err := census.NewDumperNetNS(int(f.Fd()))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer d.Close()
+	d := ns.Dumper(b)
 	want := 2*established + 2*closeWait
 	for _, bc := range []struct {
 		name string
@@ -41,6 +31,7 @@ func BenchmarkCensusLarge(b *testing.B) {
 		b.Run(bc.name, func(b *testing.B) {
 			b.ReportAllocs()
 			var buf []census.Socket
+			var err error
 			for b.Loop() {
 				if buf, err = d.AppendQuery(buf[:0], bc.q); err != nil {
 					b.Fatal(err)

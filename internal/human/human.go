@@ -71,3 +71,19 @@ func Grouped[T int | int64 | uint64](n T) string {
 	}
 	return out.String()
 }
+
+// Plural is "s" unless n is 1: "3 socket" + Plural(3).
+func Plural(n int) string {
+	if n == 1 {
+		return ""
+	}
+	return "s"
+}
+
+// PluralES is Plural for words that take "es": "2 process" + PluralES(2).
+func PluralES(n int) string {
+	if n == 1 {
+		return ""
+	}
+	return "es"
+}

@@ -182,13 +182,13 @@ func blindSpots(r *Report, in *Input) []BlindSpot {
 			ids = append(ids, fmt.Sprint(u))
 		}
 		reason := fmt.Sprintf("%s CLOSE_WAIT socket%s (socket uid %s) could not be matched to a process",
-			human.Grouped(int64(unowned)), plural(unowned), strings.Join(ids[:min(len(ids), 5)], ", "))
+			human.Grouped(int64(unowned)), human.Plural(unowned), strings.Join(ids[:min(len(ids), 5)], ", "))
 		id := "close-wait-owner-unknown"
 		if in.OwnersUnreadable > 0 {
 			id = "owners-unreadable"
 			reason += fmt.Sprintf(": tcptrace may not read the file descriptors of %s process%s (other users'). "+
 				"Run it as root, or with CAP_SYS_PTRACE (and CAP_DAC_READ_SEARCH), to name them, as ss -p would need too.",
-				human.Grouped(int64(in.OwnersUnreadable)), pluralES(in.OwnersUnreadable))
+				human.Grouped(int64(in.OwnersUnreadable)), human.PluralES(in.OwnersUnreadable))
 		} else {
 			reason += ": the process closed them or exited between the census and the scan of /proc, or /proc is " +
 				"mounted with hidepid and hides it."
@@ -214,17 +214,3 @@ func parseSeconds(v string) (float64, bool) {
 }
 
 func round3(v float64) float64 { return float64(int64(v*1000+0.5)) / 1000 }
-
-func plural(n int) string {
-	if n == 1 {
-		return ""
-	}
-	return "s"
-}
-
-func pluralES(n int) string {
-	if n == 1 {
-		return ""
-	}
-	return "es"
-}

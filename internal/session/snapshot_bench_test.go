@@ -2,10 +2,8 @@ package session
 
 import (
 	"io"
-	"os"
 	"testing"
 
-	"github.com/tcptrace/tcptrace/internal/census"
 	"github.com/tcptrace/tcptrace/internal/engine"
 	"github.com/tcptrace/tcptrace/internal/owner"
 	"github.com/tcptrace/tcptrace/internal/render"
@@ -21,16 +19,7 @@ import (
 func BenchmarkSnapshotSource(b *testing.B) {
 	ns := testnet.New(b)
 	ns.Populate(b, 4, 25000, 25000)
-	f, err := os.Open("/run/netns/" + ns.Name)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer f.Close()
-	d, err := census.NewDumperNetNS(int(f.Fd()))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer d.Close()
+	d := ns.Dumper(b)
 	src := &snapshotSource{opts: Options{}, procfs: owner.Proc("/proc"), dumper: d, ownNS: ns.Inode()}
 	b.Run("census+owners", func(b *testing.B) {
 		var c *engine.Census
@@ -53,6 +42,7 @@ func BenchmarkSnapshotSource(b *testing.B) {
 					b.Fatal(err)
 				}
 				r := eng.Snapshot().Report
+				var err error
 				if json {
 					err = render.WriteReportJSON(io.Discard, r)
 				} else {

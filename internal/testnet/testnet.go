@@ -358,3 +358,20 @@ func (ns *NS) Populate(t testing.TB, listeners, established, closeWait int) *Pop
 	})
 	return p
 }
+
+// Dumper opens a sock_diag socket in the namespace, closed when the test
+// ends.
+func (ns *NS) Dumper(t testing.TB) *census.Dumper {
+	t.Helper()
+	f, err := os.Open("/run/netns/" + ns.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	d, err := census.NewDumperNetNS(int(f.Fd()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	return d
+}
