@@ -74,71 +74,96 @@ func (x *Exporter) Final(s *engine.Snapshot) error {
 var (
 	nsLabel = []string{"netns"}
 
-	descBuildInfo = prometheus.NewDesc("tcptrace_build_info",
+	descBuildInfo = newDesc("tcptrace_build_info",
 		"tcptrace's version and the Go version it was built with (always 1).", []string{"version", "goversion"}, nil)
-	descStart = prometheus.NewDesc("tcptrace_trace_start_time_seconds",
+	descStart = newDesc("tcptrace_trace_start_time_seconds",
 		"When tracing began, seconds since the Unix epoch.", nil, nil)
-	descSnapshotAt = prometheus.NewDesc("tcptrace_snapshot_timestamp_seconds",
+	descSnapshotAt = newDesc("tcptrace_snapshot_timestamp_seconds",
 		"When the numbers served were taken (one snapshot per --interval), seconds since the Unix epoch.", nil, nil)
-	descEvents = prometheus.NewDesc("tcptrace_events_total",
+	descEvents = newDesc("tcptrace_events_total",
 		"Records read from the kernel (transitions and TIME_WAIT timer records).", nil, nil)
-	descDropped = prometheus.NewDesc("tcptrace_events_dropped_total",
+	descDropped = newDesc("tcptrace_events_dropped_total",
 		"Records lost on the way from the kernel (the report's \"dropped\"): while any are, counts undercount.", nil, nil)
-	descLost = prometheus.NewDesc("tcptrace_events_lost_total",
+	descLost = newDesc("tcptrace_events_lost_total",
 		"Records lost, by why: ring_full (the reader fell behind), recursion (the kernel skipped a nested run), "+
 			"unread (written but never read), unseen (transitions that never reached tcptrace, counted by the sockets they left inconsistent).",
 		[]string{"reason"}, nil)
-	descTransitions = prometheus.NewDesc("tcptrace_transitions_total",
+	descTransitions = newDesc("tcptrace_transitions_total",
 		"TCP state transitions of full sockets, by old and new state.", []string{"old_state", "new_state"}, nil)
-	descDuration = prometheus.NewDesc("tcptrace_state_duration_seconds",
+	descDuration = newDesc("tcptrace_state_duration_seconds",
 		"Time full sockets spent in a state before leaving it; TIME_WAIT and FIN_WAIT2_ORPHAN are the mini-sockets' lifetimes.",
 		[]string{"state"}, nil)
-	descTracked = prometheus.NewDesc("tcptrace_tracked_sockets",
+	descTracked = newDesc("tcptrace_tracked_sockets",
 		"Full sockets tcptrace follows now (bounded by --max-sockets).", nil, nil)
-	descEvicted = prometheus.NewDesc("tcptrace_sockets_evicted_total",
+	descEvicted = newDesc("tcptrace_sockets_evicted_total",
 		"Sockets dropped from tracking to stay under --max-sockets.", nil, nil)
 
-	descSockets = prometheus.NewDesc("tcptrace_sockets",
+	descSockets = newDesc("tcptrace_sockets",
 		"Sockets per state now: full sockets tcptrace saw enter the state, CLOSE_WAIT as the census counts it, "+
 			"and the TIME_WAIT and FIN_WAIT2_ORPHAN mini-sockets (those found at the start included).",
 		[]string{"netns", "state"}, nil)
-	descTWCreated = prometheus.NewDesc("tcptrace_time_wait_created_total",
+	descTWCreated = newDesc("tcptrace_time_wait_created_total",
 		"TIME_WAIT mini-sockets created, by the side that closed first (client: this host connected).", []string{"netns", "role"}, nil)
-	descTWEnded = prometheus.NewDesc("tcptrace_time_wait_ended_total",
+	descTWEnded = newDesc("tcptrace_time_wait_ended_total",
 		"TIME_WAIT mini-sockets ended, by cause: expired (60 s ran out), killed (reused by connect(), SYN, RST, "+
 			"or namespace teardown), preexisting (there before tracing began; cause not split).", []string{"netns", "cause"}, nil)
-	descOrphanCreated = prometheus.NewDesc("tcptrace_fin_wait2_orphans_created_total",
+	descOrphanCreated = newDesc("tcptrace_fin_wait2_orphans_created_total",
 		"FIN_WAIT2 orphans created (closed by the application before the peer's FIN), by the side that closed first.",
 		[]string{"netns", "role"}, nil)
-	descOrphanEnded = prometheus.NewDesc("tcptrace_fin_wait2_orphans_ended_total",
+	descOrphanEnded = newDesc("tcptrace_fin_wait2_orphans_ended_total",
 		"FIN_WAIT2 orphans ended, by cause: expired (tcp_fin_timeout), killed, became_time_wait (the FIN came), preexisting.",
 		[]string{"netns", "cause"}, nil)
-	descConnectFail = prometheus.NewDesc("tcptrace_connect_eaddrnotavail_total",
+	descConnectFail = newDesc("tcptrace_connect_eaddrnotavail_total",
 		"connect() calls that failed with EADDRNOTAVAIL: no free local port.", nsLabel, nil)
-	descPorts = prometheus.NewDesc("tcptrace_local_ports",
+	descPorts = newDesc("tcptrace_local_ports",
 		"Local ports per destination (net.ipv4.ip_local_port_range) of the namespace.", nsLabel, nil)
-	descTWDest = prometheus.NewDesc("tcptrace_time_wait_destination_sockets",
+	descTWDest = newDesc("tcptrace_time_wait_destination_sockets",
 		"TIME_WAIT and FIN_WAIT2 orphan mini-sockets now per destination (client: the remote side, server: the listening side), "+
 			"the top ones by count; the rest summed in addr=\"other\".", []string{"netns", "role", "addr", "port"}, nil)
-	descCWLeaked = prometheus.NewDesc("tcptrace_close_wait_leaked_sockets",
+	descCWLeaked = newDesc("tcptrace_close_wait_leaked_sockets",
 		"CLOSE_WAIT sockets at least --close-wait-threshold old now, by the process holding them, the top ones; "+
 			"the rest summed in comm=\"other\".", []string{"netns", "pid", "comm", "container_id", "pod_uid"}, nil)
-	descCWOldest = prometheus.NewDesc("tcptrace_close_wait_leaked_oldest_seconds",
+	descCWOldest = newDesc("tcptrace_close_wait_leaked_oldest_seconds",
 		"Age of the oldest leaked CLOSE_WAIT socket of each of the top processes.", []string{"netns", "pid", "comm", "container_id", "pod_uid"}, nil)
-	descAdvice = prometheus.NewDesc("tcptrace_advice_info",
+	descAdvice = newDesc("tcptrace_advice_info",
 		"Advice in force now (always 1): its id, severity, the sysctl (\"\" for advice that is not one), its current and recommended value.",
 		[]string{"netns", "id", "severity", "sysctl", "current", "recommended"}, nil)
-	descNetNS = prometheus.NewDesc("tcptrace_netns_info",
+	descNetNS = newDesc("tcptrace_netns_info",
 		"A network namespace traced (always 1): its ip-netns name, container ID, pod UID and runtime from its processes' cgroup, "+
 			"and whether it is tcptrace's own.", []string{"netns", "name", "container_id", "pod_uid", "runtime", "own"}, nil)
-	descCensusOK = prometheus.NewDesc("tcptrace_census_ok",
+	descCensusOK = newDesc("tcptrace_census_ok",
 		"1 when the namespace's latest socket census succeeded, 0 when it failed (CLOSE_WAIT owners are then unknown).", nsLabel, nil)
 
-	allDescs = []*prometheus.Desc{descBuildInfo, descStart, descSnapshotAt, descEvents, descDropped, descLost,
-		descTransitions, descDuration, descTracked, descEvicted, descSockets, descTWCreated, descTWEnded,
-		descOrphanCreated, descOrphanEnded, descConnectFail, descPorts, descTWDest, descCWLeaked, descCWOldest,
-		descAdvice, descNetNS, descCensusOK}
 )
+
+// families lists every metric the exporter serves, with its labels, in
+// the order they are declared.
+var families []Family
+
+// Family is a metric the exporter serves: its name and label names.
+type Family struct {
+	Name   string
+	Labels []string
+}
+
+// Families lists the metrics tcptrace serves (besides the Go runtime's
+// go_* and process_*): what dashboards and alerts may use.
+func Families() []Family {
+	out := make([]Family, len(families))
+	for i, f := range families {
+		out[i] = Family{Name: f.Name, Labels: slices.Clone(f.Labels)}
+	}
+	return out
+}
+
+var allDescs []*prometheus.Desc
+
+func newDesc(name, help string, labels []string, constLabels prometheus.Labels) *prometheus.Desc {
+	d := prometheus.NewDesc(name, help, labels, constLabels)
+	families = append(families, Family{Name: name, Labels: slices.Clone(labels)})
+	allDescs = append(allDescs, d)
+	return d
+}
 
 // Describe implements prometheus.Collector.
 func (x *Exporter) Describe(ch chan<- *prometheus.Desc) {
