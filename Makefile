@@ -9,7 +9,7 @@ CLANG_VERSION := 19.1.7
 # tcptrace needs root: run it through sudo unless already root.
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help build run test test-unit test-repeat generate check-generate bench breakdown progcost fuzz vet clean
+.PHONY: help build run test test-unit test-repeat generate check-generate bench breakdown progcost soak static fuzz vet clean
 
 help: ## Show the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -51,13 +51,20 @@ breakdown: build ## Where tcptrace's cost goes: builds with parts switched off v
 progcost: build ## Kernel time per BPF program during a loopback storm (bpf_stats)
 	scripts/progcost.sh
 
+soak: ## tcptrace --metrics --all-netns under churn for DURATION s (default 600), scraped every second
+	$(SUDO) env DURATION="$(or $(DURATION),600)" PATH="$$PATH" scripts/metrics-soak.sh
+
+static: ## Build ./tcptrace-static as the container image does (deploy/Dockerfile)
+	scripts/build-static.sh ./tcptrace-static
+
 fuzz: ## Fuzz the decoders of outside bytes for a while each
 	$(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime 30s ./internal/probe
 	$(GO) test -run '^$$' -fuzz FuzzReadNetstat -fuzztime 30s ./internal/hostinfo
 	$(GO) test -run '^$$' -fuzz FuzzText -fuzztime 30s ./internal/safe
+	$(GO) test -run '^$$' -fuzz FuzzParseCgroup -fuzztime 30s ./internal/netns
 
 vet: ## go vet
 	$(GO) vet ./...
 
 clean: ## Remove built binaries
-	rm -f tcptrace tcpchurn
+	rm -f tcptrace tcpchurn tcptrace-static
