@@ -43,6 +43,26 @@ type EventWriter struct {
 	// NetNS adds a column with each socket's network namespace to the
 	// text output (for --all-netns).
 	NetNS bool
+	// containers names the container or pod of a namespace, for JSON
+	// events (SetContainer).
+	containers map[uint32]containerOf
+}
+
+// containerOf is whose a network namespace is.
+type containerOf struct{ id, pod string }
+
+// SetContainer says which container (ID) or Kubernetes pod (UID) network
+// namespace netns belongs to: JSON events in it then carry
+// "container_id" and "pod_uid".
+func (ew *EventWriter) SetContainer(netns uint32, containerID, podUID string) {
+	if containerID == "" && podUID == "" {
+		delete(ew.containers, netns)
+		return
+	}
+	if ew.containers == nil {
+		ew.containers = map[uint32]containerOf{}
+	}
+	ew.containers[netns] = containerOf{containerID, podUID}
 }
 
 // NewEventWriter returns a writer of text (json false) or JSON Lines.
@@ -235,6 +255,16 @@ func (ew *EventWriter) appendJSON(ev *event.Event) {
 	b = append(b, src...)
 	b = append(b, `","netns":`...)
 	b = strconv.AppendUint(b, uint64(ev.NetNS), 10)
+	if c, ok := ew.containers[ev.NetNS]; ok {
+		if c.id != "" {
+			b = append(b, `,"container_id":`...)
+			b = safe.AppendJSON(b, c.id)
+		}
+		if c.pod != "" {
+			b = append(b, `,"pod_uid":`...)
+			b = safe.AppendJSON(b, c.pod)
+		}
+	}
 	b = append(b, `,"family":"`...)
 	b = append(b, ev.Family.String()...)
 	b = appendAddr(b, `","saddr":"`, `","sport":`, ev.Local)

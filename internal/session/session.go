@@ -129,6 +129,7 @@ func Run(ctx context.Context, opts Options, stdout, stderr io.Writer) error {
 	if events != nil {
 		p.onStart = events.start
 		p.onIdle = events.flush
+		p.onNamespace = events.namespace
 	}
 
 	src := &liveSource{opts: opts, stderr: stderr, procfs: owner.Proc("/proc"),
@@ -182,6 +183,15 @@ type pipeline struct {
 	// onIdle runs whenever the reader has caught up: when it was idle,
 	// and at each tick.
 	onIdle func()
+	// onNamespace sees each namespace record (--all-netns).
+	onNamespace func(*engine.Namespace)
+}
+
+func (p *pipeline) Namespace(n *engine.Namespace) {
+	p.Engine.Namespace(n)
+	if p.onNamespace != nil {
+		p.onNamespace(n)
+	}
 }
 
 func (p *pipeline) Start(s *engine.Start) {

@@ -11,6 +11,7 @@ import (
 	"github.com/tcptrace/tcptrace/internal/engine"
 	"github.com/tcptrace/tcptrace/internal/event"
 	"github.com/tcptrace/tcptrace/internal/render"
+	"github.com/tcptrace/tcptrace/internal/report"
 )
 
 // reportSink prints the final report, as text or as one JSON line.
@@ -69,6 +70,14 @@ func (s *eventSink) start(st *engine.Start) {
 	clock := render.Clock{OffsetNs: st.Started.UnixNano() - int64(st.StartNs), Loc: time.Local}
 	s.ew = render.NewEventWriter(s.bw, s.opts.JSON, clock)
 	s.ew.NetNS = st.Scope.AllNetNS
+}
+
+// namespace tells the writer whose a namespace is: JSON events carry its
+// container ID or pod UID.
+func (s *eventSink) namespace(n *engine.Namespace) {
+	if s.ew != nil && !n.Gone && n.Identity != (report.NetNSIdentity{}) {
+		s.ew.SetContainer(n.NetNS, n.Identity.ContainerID, n.Identity.PodUID)
+	}
 }
 
 func (s *eventSink) write(ev *event.Event) {
