@@ -190,3 +190,12 @@ func TestSnapshotHistograms(t *testing.T) {
 		t.Error("no destinations in the snapshot")
 	}
 }
+
+func BenchmarkSnapshotAllNetNS(b *testing.B) {
+	e := New(Config{})
+	allNetNSStream(e)
+	b.ReportAllocs()
+	for b.Loop() {
+		e.Snapshot()
+	}
+}
