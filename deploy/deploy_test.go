@@ -23,6 +23,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/tcptrace/tcptrace/internal/metrics"
+	"github.com/tcptrace/tcptrace/internal/promtest"
 )
 
 // docs decodes every YAML document of a file.
@@ -159,24 +160,9 @@ func mapsKeys[V any](m map[string]V) func(func(string) bool) {
 	}
 }
 
-// promtool runs Debian's promtool (scripts/setup.sh installs it).
-func promtool(t *testing.T, args ...string) {
-	t.Helper()
-	path, err := exec.LookPath("promtool")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("promtool not found: scripts/setup.sh installs the prometheus package")
-		}
-		t.Skip("promtool not found (apt-get install prometheus)")
-	}
-	if out, err := exec.Command(path, args...).CombinedOutput(); err != nil {
-		t.Errorf("promtool %s: %v\n%s", strings.Join(args, " "), err, out)
-	}
-}
-
 func TestPrometheusFiles(t *testing.T) {
-	promtool(t, "check", "config", "prometheus/prometheus.yml")
-	promtool(t, "check", "rules", "prometheus/tcptrace-rules.yml")
+	promtest.Check(t, nil, "check", "config", "prometheus/prometheus.yml")
+	promtest.Check(t, nil, "check", "rules", "prometheus/tcptrace-rules.yml")
 	// The PrometheusRule carries the very same groups: extract them and
 	// let promtool check them as a rules file too.
 	plain := docs(t, "prometheus/tcptrace-rules.yml")[0]
@@ -196,7 +182,7 @@ func TestPrometheusFiles(t *testing.T) {
 	if err := os.WriteFile(extracted, b, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	promtool(t, "check", "rules", extracted)
+	promtest.Check(t, nil, "check", "rules", extracted)
 	// The alerts the issue asks for.
 	var alerts []string
 	for _, r := range get(plain, "groups", 0, "rules").([]any) {

@@ -9,13 +9,13 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"os/exec"
 	"regexp"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/tcptrace/tcptrace/internal/promtest"
 	"github.com/tcptrace/tcptrace/internal/report"
 	"github.com/tcptrace/tcptrace/internal/testnet"
 )
@@ -93,20 +93,6 @@ func find(s map[string]float64, name string, want ...string) (float64, int) {
 	return v, n
 }
 
-// promtoolCheck runs `promtool check metrics` on an exposition.
-func promtoolCheck(t *testing.T, text string) {
-	t.Helper()
-	path, err := exec.LookPath("promtool")
-	if err != nil {
-		t.Fatal("promtool not found: scripts/setup.sh installs the prometheus package")
-	}
-	cmd := exec.Command(path, "check", "metrics")
-	cmd.Stdin = strings.NewReader(text)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Errorf("promtool check metrics: %v\n%s", err, out)
-	}
-}
-
 // waitMetric scrapes until cond holds (bounded), and returns that scrape.
 func waitMetric(t *testing.T, ns *testnet.NS, addr, what string, cond func(map[string]float64) bool) (map[string]float64, string) {
 	t.Helper()
@@ -157,7 +143,7 @@ func TestScenarioMetrics(t *testing.T) {
 		leaked, _ := find(s, "tcptrace_close_wait_leaked_sockets", netns, fmt.Sprintf(`pid="%d"`, pid))
 		return created >= float64(c.Connections) && fails >= failed && leaked == 3
 	})
-	promtoolCheck(t, text)
+	promtest.Check(t, []byte(text), "check", "metrics")
 	for _, tc := range []struct {
 		name   string
 		labels []string

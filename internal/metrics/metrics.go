@@ -9,7 +9,8 @@
 // per-destination and per-process series are the top N (Config.TopN,
 // default 10) with the rest summed into one "other" series; the netns
 // label takes one value per network namespace alive on the host (one
-// without --all-netns). No pid or port label appears beyond the top N.
+// without --all-netns): a namespace's series go when it does. No pid or
+// port label appears beyond the top N.
 package metrics
 
 import (
@@ -133,7 +134,6 @@ var (
 			"and whether it is tcptrace's own.", []string{"netns", "name", "container_id", "pod_uid", "runtime", "own"}, nil)
 	descCensusOK = newDesc("tcptrace_census_ok",
 		"1 when the namespace's latest socket census succeeded, 0 when it failed (CLOSE_WAIT owners are then unknown).", nsLabel, nil)
-
 )
 
 // families lists every metric the exporter serves, with its labels, in
@@ -209,6 +209,11 @@ func (x *Exporter) Collect(ch chan<- prometheus.Metric) {
 		for i := range r.Namespaces {
 			n := &r.Namespaces[i]
 			ids[n.NetNS] = n.NetNSIdentity
+			if n.Gone {
+				// Its series go with it; the report keeps it a while
+				// for a trace that outlived a short container.
+				continue
+			}
 			x.namespace(&c, n)
 		}
 	} else {

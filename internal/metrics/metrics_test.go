@@ -7,8 +7,6 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	"os"
-	"os/exec"
 	"runtime"
 	"sort"
 	"strings"
@@ -23,6 +21,7 @@ import (
 	"github.com/tcptrace/tcptrace/internal/engine"
 	"github.com/tcptrace/tcptrace/internal/event"
 	"github.com/tcptrace/tcptrace/internal/eventtest"
+	"github.com/tcptrace/tcptrace/internal/promtest"
 	"github.com/tcptrace/tcptrace/internal/report"
 )
 
@@ -186,25 +185,7 @@ func TestLintAndPromtool(t *testing.T) {
 		t.Errorf("lint: %s: %s", p.Metric, p.Text)
 	}
 	_, text := scrape(t, x)
-	checkWithPromtool(t, text)
-}
-
-// checkWithPromtool runs `promtool check metrics` (Debian's prometheus
-// package) on an exposition.
-func checkWithPromtool(t *testing.T, text []byte) {
-	t.Helper()
-	path, err := exec.LookPath("promtool")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("promtool not found: scripts/setup.sh installs the prometheus package")
-		}
-		t.Skip("promtool not found (apt-get install prometheus)")
-	}
-	cmd := exec.Command(path, "check", "metrics")
-	cmd.Stdin = bytes.NewReader(text)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Errorf("promtool check metrics: %v\n%s", err, out)
-	}
+	promtest.Check(t, text, "check", "metrics")
 }
 
 func TestCardinalityBounded(t *testing.T) {
@@ -300,7 +281,7 @@ func TestServeAndBusyPort(t *testing.T) {
 			t.Errorf("/metrics lacks %s", want)
 		}
 	}
-	checkWithPromtool(t, body)
+	promtest.Check(t, body, "check", "metrics")
 	if err := srv.Close(); err != nil {
 		t.Error(err)
 	}
@@ -309,3 +290,22 @@ func TestServeAndBusyPort(t *testing.T) {
 func netipAP(s string) netip.AddrPort { return netip.MustParseAddrPort(s) }
 
 func goVersion() string { return runtime.Version() }
+
+func TestGoneNamespaceHasNoSeries(t *testing.T) {
+	snap := trace(t, true)
+	r := *snap.Report
+	r.Namespaces = append([]report.Namespace(nil), r.Namespaces...)
+	gone := r.Namespaces[0]
+	gone.NetNS, gone.Own, gone.Gone = 99, false, true
+	r.Namespaces = append(r.Namespaces, gone)
+	s := *snap
+	s.Report = &r
+	x := New(Config{})
+	x.Interval(&s)
+	m, _ := scrape(t, x)
+	for k := range m {
+		if strings.Contains(k, `netns="99"`) {
+			t.Errorf("gone namespace still served: %s", k)
+		}
+	}
+}
