@@ -84,10 +84,10 @@ var (
 	descEvents = newDesc("tcptrace_events_total",
 		"Records read from the kernel (transitions and TIME_WAIT timer records).", nil, nil)
 	descDropped = newDesc("tcptrace_events_dropped_total",
-		"Records lost on the way from the kernel (the report's \"dropped\"): while any are, counts undercount.", nil, nil)
+		"Records lost on the way from the kernel (the report's \"dropped\", less records still in flight): while any are, counts undercount.", nil, nil)
 	descLost = newDesc("tcptrace_events_lost_total",
 		"Records lost, by why: ring_full (the reader fell behind), recursion (the kernel skipped a nested run), "+
-			"unread (written but never read), unseen (transitions that never reached tcptrace, counted by the sockets they left inconsistent).",
+			"unread (written but never read, counted at the end), unseen (transitions that never reached tcptrace, counted by the sockets they left inconsistent).",
 		[]string{"reason"}, nil)
 	descTransitions = newDesc("tcptrace_transitions_total",
 		"TCP state transitions of full sockets, by old and new state.", []string{"old_state", "new_state"}, nil)
@@ -185,11 +185,18 @@ func (x *Exporter) Collect(ch chan<- prometheus.Metric) {
 	c.gauge(descStart, float64(r.Started.UnixMilli())/1e3)
 	c.gauge(descSnapshotAt, float64(x.at.Load())/1e3)
 	c.counter(descEvents, float64(r.Events))
-	c.counter(descDropped, float64(r.Dropped))
+	// Records written and not read yet are in flight while tracing, and
+	// lost only if still unread at the end: counting them before would
+	// make the counters go down.
 	unread := uint64(0)
-	if r.Loss.Written > r.Loss.Read {
+	if r.Loss.Written > r.Loss.Read && s.Final {
 		unread = r.Loss.Written - r.Loss.Read
 	}
+	dropped := r.Dropped
+	if !s.Final && r.Loss.Written > r.Loss.Read {
+		dropped -= min(dropped, r.Loss.Written-r.Loss.Read)
+	}
+	c.counter(descDropped, float64(dropped))
 	for _, l := range []struct {
 		reason string
 		n      uint64

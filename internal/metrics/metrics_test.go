@@ -309,3 +309,25 @@ func TestGoneNamespaceHasNoSeries(t *testing.T) {
 		}
 	}
 }
+
+// Records in flight (written, not read yet) are no loss while tracing:
+// the dropped counter must not go down when they are read.
+func TestDroppedNeverGoesDown(t *testing.T) {
+	snap := trace(t, false)
+	x := New(Config{})
+	var last float64
+	for i, l := range []report.Loss{{RingFull: 5, Written: 100, Read: 90}, {RingFull: 5, Written: 120, Read: 120}, {RingFull: 7, Written: 130, Read: 125}} {
+		r := *snap.Report
+		r.Loss = l
+		r.Dropped = report.DroppedRecords(l, 0)
+		s := *snap
+		s.Report, s.Final = &r, false
+		x.Interval(&s)
+		m, _ := scrape(t, x)
+		got := m["tcptrace_events_dropped_total{}"]
+		if got < last || got != float64(l.RingFull) {
+			t.Errorf("step %d: dropped %v after %v, want %d (ring full only)", i, got, last, l.RingFull)
+		}
+		last = got
+	}
+}
