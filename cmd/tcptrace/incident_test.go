@@ -320,11 +320,15 @@ func TestSnapshotDiagnoses(t *testing.T) {
 	txt := runTcptrace(t, ns, "--snapshot", "--close-wait-threshold", "1s")
 	for _, want := range []string{"tcptrace snapshot:", "Sockets now, by state", "unread", "not_closed", "client_pool",
 		"backend " + backend.Addr().String(), "never read to the end", "connect()ed to " + backend.Addr().String()} {
-		if !strings.Contains(txt.stdout, want) {
+		if !strings.Contains(unwrapped(txt.stdout), want) {
 			t.Errorf("text snapshot lacks %q:\n%s", want, txt.stdout)
 		}
 	}
 }
+
+// unwrapped is a text report with its lines joined by single spaces: where
+// a sentence wraps depends on the lengths of pids and command lines.
+func unwrapped(text string) string { return strings.Join(strings.Fields(text), " ") }
 
 func slicesContainID(bs []report.BlindSpot, id string) bool {
 	for _, b := range bs {
@@ -390,12 +394,19 @@ func TestAgeBeforeTracing(t *testing.T) {
 		t.Fatal("tcptrace -d 6s did not end")
 	}
 	tr := parseReport(t, tt.stdout.String())
+	// By when they entered CLOSE_WAIT, not by how tcptrace knows: a
+	// transition the kernel never delivered (README, "What it cannot
+	// see") leaves a socket made while tracing to tcp_info as well.
 	var pre []report.Leak
+	traced := 0
 	for _, lk := range leaksOf(tr, l.pid) {
-		if lk.Preexisting {
+		switch {
+		case lk.Since.Before(tr.Started):
 			pre = append(pre, lk)
-		} else if lk.AgeSource != report.AgeTraced {
-			t.Errorf("a leak made while tracing: %+v, want age_source traced", lk)
+		case lk.AgeSource != report.AgeTraced && lk.AgeSource != report.AgeTCPInfo:
+			t.Errorf("a leak made while tracing: %+v, want age_source traced (or tcp_info)", lk)
+		default:
+			traced++
 		}
 	}
 	end := tr.Started.Add(time.Duration(tr.DurationS * float64(time.Second)))
@@ -406,11 +417,13 @@ func TestAgeBeforeTracing(t *testing.T) {
 				i, lk.AgeS, lk.AgeSource, lk.Since, end.Sub(batch).Seconds(), batch)
 		}
 	}
+	// Four were made while tracing: on a loaded machine the last may come
+	// after the end, and then the trace did not see it at all.
 	p := leakOwnerOf(t, tr, l.pid)
-	want := 4 / (tr.DurationS / 60)
-	if len(pre) != 6 || p.GrowthSource != report.AgeTraced || math.Abs(p.GrowthPerMin-want) > 0.05 {
-		t.Errorf("trace: %d preexisting, growth %.2f/min (%s); want 6 and %.2f/min (4 in %.1f s)", len(pre),
-			p.GrowthPerMin, p.GrowthSource, want, tr.DurationS)
+	want := float64(traced) / (tr.DurationS / 60)
+	if len(pre) != 6 || traced < 3 || p.GrowthSource != report.AgeTraced || math.Abs(p.GrowthPerMin-want) > 0.05 {
+		t.Errorf("trace: %d preexisting, %d traced, growth %.2f/min (%s); want 6, 3 or 4, and %.2f/min (%d in %.1f s)",
+			len(pre), traced, p.GrowthPerMin, p.GrowthSource, want, traced, tr.DurationS)
 	}
 }
 
@@ -442,8 +455,9 @@ func TestLowFDLimit(t *testing.T) {
 	const limit = 64
 	l := startLeaker(t, ns, leakEOF, limit)
 	// A Go process holds a few fds of its own (stdio, the listener, epoll
-	// and its eventfd): leak until 3 are left, over about 7 s.
-	n := limit - 3 - countFDs(t, l.pid)
+	// and its eventfd): leak until 5 are left (above 90% of the limit),
+	// over about 7 s.
+	n := limit - 5 - countFDs(t, l.pid)
 	for i := range n {
 		leak(t, ns, l.port, 1, nil)
 		if i%5 == 4 {
@@ -480,7 +494,7 @@ func TestLowFDLimit(t *testing.T) {
 		t.Errorf("advice lacks %q, EMFILE or the time left:\n%s", want, reason)
 	}
 	txt := runTcptrace(t, ns, "--snapshot", "--close-wait-threshold", "0s")
-	if want := fmt.Sprintf("%d of %d fds", fds, limit); !strings.Contains(txt.stdout, want) {
+	if want := fmt.Sprintf("%d of %d fds", fds, limit); !strings.Contains(unwrapped(txt.stdout), want) {
 		t.Errorf("text summary lacks %q:\n%s", want, txt.stdout)
 	}
 }
