@@ -17,9 +17,14 @@ package event
 // Time comes only from event timestamps, so a recorded stream replays
 // identically. A Resolver is not safe for concurrent use.
 type Resolver struct {
-	hz      uint64
-	live    map[uint64]twLife
-	pending []pendingCancel // indexed by CPU
+	hz   uint64
+	live map[uint64]twLife
+	// livePeak is the most live held since live was last made: a Go map
+	// never gives back the room it grew to, so Flush rebuilds it once
+	// it holds far fewer (a burst of a million TIME_WAIT sockets must not
+	// keep its memory for the days a node exporter runs).
+	livePeak int
+	pending  []pendingCancel // indexed by CPU
 	// MaxLive caps the mini-sockets tracked; past it, new ones are not
 	// tracked and Untracked counts them.
 	MaxLive   int
@@ -157,6 +162,21 @@ func (r *Resolver) Flush(nowNs uint64, emit func(*Event)) {
 			r.end(&p.ev, Killed, emit)
 		}
 	}
+	r.live, r.livePeak = Shrunk(r.live, r.livePeak)
+}
+
+// Shrunk returns m rebuilt at its size when it holds less than an
+// eighth of peak (the most it held), with its new peak; otherwise m
+// and peak. Small maps are left alone: rebuilding costs a copy.
+func Shrunk[K comparable, V any](m map[K]V, peak int) (map[K]V, int) {
+	if peak < 1<<16 || len(m) >= peak/8 {
+		return m, peak
+	}
+	n := make(map[K]V, len(m))
+	for k, v := range m {
+		n[k] = v
+	}
+	return n, len(n)
 }
 
 func (r *Resolver) start(ev *Event, afterCancel bool, emit func(*Event)) {
@@ -209,6 +229,7 @@ func (r *Resolver) start(ev *Event, afterCancel bool, emit func(*Event)) {
 		}
 	}
 	r.live[ev.Sock] = l
+	r.livePeak = max(r.livePeak, len(r.live))
 	out.DurationNs = r.ticksNs(ev.ExpiresTicks)
 	emit(&out)
 }

@@ -97,12 +97,14 @@ type Tracker struct {
 	res  *event.Resolver
 	emit func(*event.Event)
 
-	index  map[uint64]uint32
-	slots  []slot
-	free   []uint32
-	hand   int
-	cwHead uint32
-	cwTail uint32
+	index map[uint64]uint32
+	// indexPeak is the most index held since it was made (see Flush).
+	indexPeak int
+	slots     []slot
+	free      []uint32
+	hand      int
+	cwHead    uint32
+	cwTail    uint32
 
 	procs     map[uint32][16]byte
 	lastPID   uint32
@@ -189,6 +191,8 @@ func (t *Tracker) Flush(nowNs uint64) {
 		}
 	}
 	t.res.Flush(nowNs, t.handle)
+	// Give back what a burst of sockets made the index grow to.
+	t.index, t.indexPeak = event.Shrunk(t.index, t.indexPeak)
 }
 
 // ObserveListener records a listening socket that predates tracing (from
@@ -305,6 +309,7 @@ func (t *Tracker) transition(ev *event.Event) {
 		s = &t.slots[idx]
 		*s = slot{sock: ev.Sock, family: ev.Family, netns: ev.NetNS}
 		t.index[ev.Sock] = idx
+		t.indexPeak = max(t.indexPeak, len(t.index))
 		switch {
 		case old == event.Close && nw == event.SynSent:
 			s.role = RoleClient
