@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/tcptrace/tcptrace/internal/event"
 	"github.com/tcptrace/tcptrace/internal/owner"
 )
@@ -285,4 +287,53 @@ func TestDumpRealSockets(t *testing.T) {
 			t.Errorf("union incomplete: %v", states)
 		}
 	})
+}
+
+// TestDumpTCPInfo checks the tcp_info sock_diag returns against the
+// kernel's own getsockopt(TCP_INFO) on the same socket, and what tcptrace
+// dates a CLOSE_WAIT socket by: tcpi_last_ack_recv counts from the peer's
+// FIN, and Recv-Q holds the unread data plus one for the FIN.
+func TestDumpTCPInfo(t *testing.T) {
+	ns := newTestNetns(t)
+	ln := listen(t, ns, "tcp4", "127.0.0.1:0")
+	var d *Dumper
+	var err error
+	ns.do(t, func() { d, err = NewDumper() })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	p := connect(t, ns, ln, 1)[0]
+	if _, err := p.client.Write(make([]byte, 700)); err != nil {
+		t.Fatal(err)
+	}
+	p.client.Close()
+	closed := time.Now()
+	got := waitDump(t, d, Mask(event.CloseWait), 1, ln)
+	time.Sleep(300 * time.Millisecond)
+	socks, err := d.AppendQuery(nil, Query{States: Mask(event.CloseWait), Info: true})
+	if err != nil || len(socks) != 1 {
+		t.Fatalf("dump with tcp_info: %d sockets, %v", len(socks), err)
+	}
+	s := socks[0]
+	elapsed := time.Since(closed)
+	if s.Local != got[0].Local || s.RQueue != 701 || !s.Info.HasBytesSent() || s.Info.State != uint8(event.CloseWait) {
+		t.Errorf("socket %+v: want Recv-Q 701 (700 bytes and the FIN) and a full tcp_info", s)
+	}
+	if ms := time.Duration(s.Info.LastAckRecvMs) * time.Millisecond; ms < 290*time.Millisecond || ms > elapsed+20*time.Millisecond {
+		t.Errorf("last_ack_recv %v, want about the %v since the client's FIN", ms, elapsed)
+	}
+	rc, err := p.server.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ti *unix.TCPInfo
+	var gerr error
+	if err := rc.Control(func(fd uintptr) { ti, gerr = unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO) }); err != nil || gerr != nil {
+		t.Fatal(err, gerr)
+	}
+	if uint64(ti.Bytes_received) != s.Info.BytesReceived || ti.Segs_in != s.Info.SegsIn || ti.Data_segs_in != s.Info.DataSegsIn ||
+		ti.Total_retrans != s.Info.TotalRetrans || ti.Last_data_recv < s.Info.LastDataRecvMs {
+		t.Errorf("sock_diag's tcp_info %+v differs from getsockopt's %+v", s.Info, ti)
+	}
 }

@@ -154,6 +154,8 @@ func FuzzParseInetDiagMsg(f *testing.F) {
 	f.Add([]byte{})
 	f.Add(make([]byte, MsgLen-1))
 	f.Add(append([]byte{afInet6}, make([]byte, MsgLen)...))
+	f.Add(infoMsg(tcpInfoBytes(232)))
+	f.Add(infoMsg(tcpInfoBytes(104)))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		s, err := ParseInetDiagMsg(b)
 		if err != nil {
