@@ -148,6 +148,7 @@ func parseFlags(args []string, stdout io.Writer) (session.Options, error) {
 			{o.Events, "--events"}, {fs.Changed("duration"), "--duration"}, {len(o.Command) > 0, "COMMAND"},
 			{fs.Changed("pid"), "--pid"}, {fs.Changed("ring-size"), "--ring-size"},
 			{fs.Changed("max-sockets"), "--max-sockets"}, {fs.Changed("interval"), "--interval"},
+			{fs.Changed("metrics"), "--metrics"},
 		} {
 			if c.set {
 				return o, fmt.Errorf("--snapshot takes one census and traces nothing: %s does not apply", c.flag)

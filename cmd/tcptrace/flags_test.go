@@ -56,6 +56,7 @@ func TestParseFlags(t *testing.T) {
 		{args: []string{"--snapshot", "-e"}, wantErr: "--events does not apply"},
 		{args: []string{"--snapshot", "-d", "5s"}, wantErr: "--duration does not apply"},
 		{args: []string{"--snapshot", "-p", "1"}, wantErr: "--pid does not apply"},
+		{args: []string{"--snapshot", "--metrics", ":9877"}, wantErr: "--metrics does not apply"},
 		{args: []string{"--snapshot", "--", "sleep", "1"}, wantErr: "COMMAND does not apply"},
 		{args: []string{"--snapshot", "--all-netns"}, wantErr: "ip netns exec NS tcptrace --snapshot"},
 		{args: []string{"--bogus"}, wantErr: "unknown flag: --bogus"},

@@ -84,6 +84,9 @@ func (e *ExitError) Error() string { return fmt.Sprintf("command exited with sta
 // Run traces and prints, and returns when done. A non-nil *ExitError
 // carries the exit status of the user's command.
 func Run(ctx context.Context, opts Options, stdout, stderr io.Writer) error {
+	if opts.Snapshot {
+		return runSnapshot(opts, stdout, stderr)
+	}
 	if opts.Interval <= 0 {
 		opts.Interval = time.Second
 	}
@@ -102,9 +105,6 @@ func Run(ctx context.Context, opts Options, stdout, stderr io.Writer) error {
 	view := newLiveViewSink(opts, stdout, stderr)
 	// Sinks that read a snapshot every interval, and those that read only
 	// the final one; a snapshot is made per interval only when needed.
-	if opts.Snapshot {
-		return runSnapshot(opts, stdout, stderr)
-	}
 	var live, final []engine.Sink
 	var events *eventSink
 	cfg := engine.Config{}
