@@ -296,9 +296,7 @@ func TestDumpRealSockets(t *testing.T) {
 func TestDumpTCPInfo(t *testing.T) {
 	ns := newTestNetns(t)
 	ln := listen(t, ns, "tcp4", "127.0.0.1:0")
-	var d *Dumper
-	var err error
-	ns.do(t, func() { d, err = NewDumper() })
+	d, err := NewDumperNetNS(ns.fd)
 	if err != nil {
 		t.Fatal(err)
 	}
