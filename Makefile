@@ -9,7 +9,7 @@ CLANG_VERSION := 19.1.7
 # tcptrace needs root: run it through sudo unless already root.
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help build run test test-unit test-repeat generate check-generate bench breakdown progcost soak static fuzz vet clean
+.PHONY: help build run test test-unit test-repeat generate check-generate bench breakdown progcost viewcost soak static fuzz vet clean
 
 help: ## Show the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -56,6 +56,9 @@ soak: ## tcptrace --metrics --all-netns under churn for DURATION s (default 600)
 
 static: ## Build ./tcptrace-static as the container image does (deploy/Dockerfile)
 	scripts/build-static.sh ./tcptrace-static
+
+viewcost: build ## CPU of tcptrace with the live view (in tmux) vs -q, side by side in one storm
+	scripts/viewcost.sh
 
 fuzz: ## Fuzz the decoders of outside bytes for a while each
 	$(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime 30s ./internal/probe
