@@ -350,7 +350,7 @@ func (e *Engine) sample(nowNs uint64) Sample {
 		Established:     b.Established,
 		TimeWaitCreated: b.TimeWaitCreated, OrphansCreated: b.OrphansCreated,
 		ConnectFailures: b.ConnectFailures,
-		Dropped:         report.DroppedRecords(e.loss, b.LostRecords),
+		Dropped:         report.DroppedRecords(e.lossSoFar(), b.LostRecords),
 	}
 	// The census is the truth for the namespaces it covers.
 	for ns, n := range e.ns {
@@ -359,6 +359,20 @@ func (e *Engine) sample(nowNs uint64) Sample {
 		}
 	}
 	return p
+}
+
+// lossSoFar is the loss counters as a snapshot should count them. Until
+// the stream ends, records the kernel wrote and the reader has not read
+// yet are in flight, not lost: a tick's counters are read while the ring
+// holds what was written since the last poll, and under load that is
+// thousands of records, which would show as drops that the final report
+// (taken after draining) does not have.
+func (e *Engine) lossSoFar() report.Loss {
+	l := e.loss
+	if !e.ended {
+		l.Written = min(l.Written, l.Read)
+	}
+	return l
 }
 
 // Snapshot returns the state of the trace as of the latest tick (or the
@@ -421,7 +435,7 @@ func (e *Engine) report(stats *tracker.Stats) *report.Report {
 		StartNs: st.StartNs, EndNs: e.nowNs, Started: st.Started,
 		Version: st.Version, Kernel: st.Kernel, Hooks: st.Hooks,
 		Scope: st.Scope, Sysctl: maps.Clone(st.Sysctl), Threshold: st.Threshold,
-		Loss:                e.loss,
+		Loss:                e.lossSoFar(),
 		PreexistingTimeWait: e.preTimeWait, PreexistingOrphans: e.preOrphans,
 		FullFinWait2: -1,
 		TopN:         e.cfg.TopN,

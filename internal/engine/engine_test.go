@@ -350,3 +350,19 @@ func TestCloseWaitPerNamespace(t *testing.T) {
 		t.Errorf("other namespace's leak %+v: want client_pool, 35 s old", l)
 	}
 }
+
+// TestRecordsInFlightAreNotDrops: while tracing, records written and not
+// yet read are in the ring, not lost; only the end counts them as lost.
+func TestRecordsInFlightAreNotDrops(t *testing.T) {
+	e := New(Config{})
+	e.Start(testStart())
+	e.Tick(&Tick{NowNs: t0 + sec, Loss: report.Loss{Written: 5000, Read: 3000, RingFull: 7}})
+	s := e.Snapshot()
+	if last, _ := s.Last(); s.Report.Dropped != 7 || last.Dropped != 7 {
+		t.Errorf("mid-trace: report dropped %d, sample dropped %d; want the 7 the ring could not take, not the 2000 in flight", s.Report.Dropped, last.Dropped)
+	}
+	e.End(&End{EndNs: t0 + 2*sec, Loss: report.Loss{Written: 5000, Read: 4990, RingFull: 7}})
+	if s := e.Snapshot(); s.Report.Dropped != 17 || s.Report.Loss.Written != 5000 {
+		t.Errorf("at the end: dropped %d, written %d; want 17 (10 never read), 5000", s.Report.Dropped, s.Report.Loss.Written)
+	}
+}
