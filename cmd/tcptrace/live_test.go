@@ -21,7 +21,7 @@ type terminal struct {
 	sock string
 }
 
-func newTerminal(t *testing.T, width, height int, command string) *terminal {
+func newTerminal(t *testing.T, width, height int, command string, options ...string) *terminal {
 	t.Helper()
 	tmux, err := exec.LookPath("tmux")
 	if err != nil {
@@ -30,8 +30,12 @@ func newTerminal(t *testing.T, width, height int, command string) *terminal {
 	term := &terminal{t: t, tmux: tmux, sock: filepath.Join(t.TempDir(), "tmux.sock")}
 	// remain-on-exit keeps the screen after the command ends, to read
 	// what it left there.
-	term.run("new-session", "-d", "-s", "live", "-x", fmt.Sprint(width), "-y", fmt.Sprint(height), command,
-		";", "set-option", "-g", "-w", "remain-on-exit", "on")
+	args := []string{"new-session", "-d", "-s", "live", "-x", fmt.Sprint(width), "-y", fmt.Sprint(height), command,
+		";", "set-option", "-g", "-w", "remain-on-exit", "on"}
+	for _, o := range options {
+		args = append(args, ";", "set-option", "-g", "-w", o, "off")
+	}
+	term.run(args...)
 	t.Cleanup(func() { _ = exec.Command(tmux, "-S", term.sock, "kill-server").Run() })
 	return term
 }
@@ -153,5 +157,35 @@ func TestLiveViewInTerminal(t *testing.T) {
 	}
 	if strings.Contains(out, "? help") || strings.Contains(out, "TIME_WAIT destinations") {
 		t.Errorf("the view's frame was left on the normal screen:\n%s", out)
+	}
+}
+
+// TestLiveViewOffInTerminal checks that -q, -o json and --no-live keep
+// today's output in a terminal: no view. The terminal ignores the
+// alternate screen here, so a view would leave its frames in the
+// terminal's history.
+func TestLiveViewOffInTerminal(t *testing.T) {
+	ns := testnet.New(t)
+	for _, tc := range []struct {
+		args []string
+		want string // in what the terminal shows afterwards
+	}{
+		{[]string{"-q"}, "tcptrace report:"},
+		{[]string{"-o", "json"}, `{"type":"report"`},
+		{[]string{"--no-live"}, "tcptrace report:"},
+	} {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			args := append(append([]string{binary}, tc.args...), "-d", "500ms", "--", "sh", "-c", "echo command output")
+			inner := fmt.Sprintf("ip netns exec %s %s; echo \"tcptrace exited $?\"", ns.Name, shellQuote(args...))
+			term := newTerminal(t, 100, 30, "sh -c "+shellQuote(inner), "alternate-screen")
+			term.waitFor("tcptrace to exit", 60*time.Second, func() bool { return strings.Contains(term.history(), "tcptrace exited") })
+			out := term.history()
+			if !strings.Contains(out, "command output") || !strings.Contains(out, tc.want) || !strings.Contains(out, "tcptrace exited 0") {
+				t.Errorf("want the command's output, %q and exit 0; the terminal holds:\n%s", tc.want, out)
+			}
+			if strings.Contains(out, "? help") || strings.Contains(out, "TIME_WAIT destinations") {
+				t.Errorf("the live view ran:\n%s", out)
+			}
+		})
 	}
 }
