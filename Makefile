@@ -42,13 +42,14 @@ check-generate: generate ## Fail if the committed BPF objects are not what bpf/ 
 	@git diff --exit-code -- internal/probe || { \
 		echo "check-generate: the generated BPF files differ from the committed ones: run make generate and commit" >&2; exit 1; }
 
-bench: build ## Benchmark: tcptrace vs untraced vs tcpstates on a loopback storm
+bench: build ## Benchmark: tcptrace vs untraced vs tcpstates under tcpchurn and nginx + wrk, then progcost
 	scripts/bench.sh
 
 breakdown: build ## Where tcptrace's cost goes: builds with parts switched off vs untraced
-	MODES="untraced tcptrace no-timer-start no-timers idle idle-no-timers" N=$${N:-40000} PAIRS=$${PAIRS:-10} scripts/bench.sh
+	MODES="untraced tcptrace no-timer-start no-timers idle idle-no-timers" N=$${N:-40000} PAIRS=$${PAIRS:-10} \
+		SCENARIOS="$${SCENARIOS:-churn}" STATS=0 scripts/bench.sh
 
-progcost: build ## Kernel time per BPF program during a loopback storm (bpf_stats)
+progcost: build ## Kernel time per BPF program under tcpchurn and nginx + wrk (bpf_stats)
 	scripts/progcost.sh
 
 soak: ## tcptrace --metrics --all-netns under churn for DURATION s (default 600), scraped every second

@@ -4,8 +4,9 @@
 #                                prometheus (promtool checks the metrics and the deploy files),
 #                                util-linux (setpriv: tcptrace --snapshot run as an ordinary user)
 #   scripts/setup.sh --generate  also clang-19, llvm-19 and libbpf-dev (make generate)
-#   scripts/setup.sh --bench     also libbpf-tools (the tcpstates peer), GNU time and bpftool,
-#                                for make bench and make progcost
+#   scripts/setup.sh --bench     also libbpf-tools (the tcpstates peer), nginx-light and wrk
+#                                (the load test), GNU time, bpftool and jq, for make bench
+#                                and make progcost
 # It does nothing when everything is there, so it is cheap to run each time.
 set -eu
 
@@ -25,6 +26,9 @@ for arg in "$@"; do
 		[ -x /usr/sbin/tcpstates ] || command -v tcpstates >/dev/null 2>&1 || need="$need libbpf-tools"
 		[ -x /usr/bin/time ] || need="$need time"
 		command -v bpftool >/dev/null 2>&1 || [ -x /usr/sbin/bpftool ] || need="$need bpftool"
+		command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need="$need nginx-light"
+		command -v wrk >/dev/null 2>&1 || need="$need wrk"
+		command -v jq >/dev/null 2>&1 || need="$need jq"
 		;;
 	*)
 		echo "setup.sh: unknown option $arg (want --generate or --bench)" >&2
