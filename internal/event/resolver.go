@@ -39,6 +39,10 @@ type Resolver struct {
 	// Dropped is the number of lost records implied by the records' drop
 	// counters so far.
 	Dropped uint64
+	// The events start and end hand to emit (start may end other
+	// mini-sockets first, so each has its own). A local copy would escape
+	// to the heap through emit, one allocation per mini-socket event.
+	startOut, endOut, connOut Event
 }
 
 type twLife struct {
@@ -142,9 +146,10 @@ func (r *Resolver) Feed(ev *Event, emit func(*Event)) {
 	case Transition:
 		emit(ev)
 		if ev.Flags&FlagConnectFailed != 0 {
-			ce := *ev
+			ce := &r.connOut
+			*ce = *ev
 			ce.Kind = ConnectError
-			emit(&ce)
+			emit(ce)
 		}
 	default:
 		emit(ev)
@@ -180,7 +185,8 @@ func Shrunk[K comparable, V any](m map[K]V, peak int) (map[K]V, int) {
 }
 
 func (r *Resolver) start(ev *Event, afterCancel bool, emit func(*Event)) {
-	out := *ev
+	out := &r.startOut
+	*out = *ev
 	l, known := r.live[ev.Sock]
 	switch {
 	case known && afterCancel:
@@ -224,18 +230,19 @@ func (r *Resolver) start(ev *Event, afterCancel bool, emit func(*Event)) {
 		if !known && len(r.live) >= r.MaxLive {
 			r.Untracked++
 			out.DurationNs = r.ticksNs(ev.ExpiresTicks)
-			emit(&out)
+			emit(out)
 			return
 		}
 	}
 	r.live[ev.Sock] = l
 	r.livePeak = max(r.livePeak, len(r.live))
 	out.DurationNs = r.ticksNs(ev.ExpiresTicks)
-	emit(&out)
+	emit(out)
 }
 
 func (r *Resolver) end(ev *Event, cause Cause, emit func(*Event)) {
-	out := *ev
+	out := &r.endOut
+	*out = *ev
 	out.Kind = TimeWaitEnd
 	out.Cause = cause
 	out.DurationNs = 0
@@ -270,7 +277,7 @@ func (r *Resolver) end(ev *Event, cause Cause, emit func(*Event)) {
 		r.Preexisting++
 		out.Flags |= FlagStartUnknown
 	}
-	emit(&out)
+	emit(out)
 }
 
 func (r *Resolver) ticksNs(ticks uint32) uint64 {
