@@ -65,7 +65,7 @@ func encode(ev *event.Event) []byte {
 // ends twLive connections later, as the kernel ends it: 9 in 10 expire (a
 // timer cancel and expiry in a row on one CPU), the rest are killed (a
 // cancel alone). Records of concurrent connections interleave in
-// timestamp order. Socket and mini-socket addresses come from pools,
+// timestamp order, laid out one after the other as in a ring buffer. Socket and mini-socket addresses come from pools,
 // reused as the slab allocator does once an object is freed. The period
 // repeats: feed it again with its times shifted by periodNs and every
 // socket and mini-socket it refers to is in the state it expects, so a
@@ -163,6 +163,10 @@ func loadRecords(conns, twLive int, seed uint64) (recs [][]byte, periodNs uint64
 		}
 	}
 	slices.SortStableFunc(items, func(a, b item) int { return cmp.Compare(a.ts, b.ts) })
+	// Laid out as in a ring buffer: one after the other, each behind an
+	// 8-byte header and padded to 8 bytes.
+	var ring []byte
+	var at []int
 	last := uint64(0)
 	for _, it := range items {
 		for _, r := range it.recs {
@@ -171,8 +175,15 @@ func loadRecords(conns, twLive int, seed uint64) (recs [][]byte, periodNs uint64
 			ts := max(last, binary.LittleEndian.Uint64(r[offTs:]))
 			binary.LittleEndian.PutUint64(r[offTs:], ts)
 			last = ts
-			recs = append(recs, r)
+			ring = binary.LittleEndian.AppendUint64(ring, uint64(len(r)))
+			at = append(at, len(ring))
+			ring = append(ring, r...)
+			ring = append(ring, make([]byte, (8-len(r)%8)%8)...)
 		}
+	}
+	for _, off := range at {
+		n := int(binary.LittleEndian.Uint64(ring[off-8:]))
+		recs = append(recs, ring[off:off+n:off+n])
 	}
 	return recs, period
 }

@@ -21,8 +21,9 @@ const (
 
 // Field offsets in struct tt_event, taken from the generated type so that a
 // change to bpf/tcptrace.h that is not followed here fails to compile or
-// fails TestDecodeLayout, instead of decoding garbage.
-var (
+// fails TestDecodeLayout, instead of decoding garbage. Constants, so that
+// Decode's loads need no bounds checks past its length check.
+const (
 	offTs      = unsafe.Offsetof(sockstateTtEvent{}.TsNs)
 	offSk      = unsafe.Offsetof(sockstateTtEvent{}.Skaddr)
 	offPid     = unsafe.Offsetof(sockstateTtEvent{}.Pid)
@@ -71,51 +72,57 @@ func Decode(b []byte, ev *event.Event) error {
 		return fmt.Errorf("record of %d bytes, want %d for parts %#x", len(b), n, ext)
 	}
 	le := binary.LittleEndian
-	*ev = event.Event{} // the caller reuses ev: nothing may carry over
-
-	kind := sockstateTtKind(b[offKind])
-	switch kind {
+	var kind event.Kind
+	switch sockstateTtKind(b[offKind]) {
 	case sockstateTtKindTT_TRANSITION:
-		ev.Kind = event.Transition
+		kind = event.Transition
 	case sockstateTtKindTT_TIMER_START:
-		ev.Kind = event.TimerStart
+		kind = event.TimerStart
 	case sockstateTtKindTT_TIMER_CANCEL:
-		ev.Kind = event.TimerCancel
+		kind = event.TimerCancel
 	case sockstateTtKindTT_TIMER_EXPIRE:
-		ev.Kind = event.TimerExpire
+		kind = event.TimerExpire
 	default:
-		return fmt.Errorf("record of unknown kind %d", kind)
+		return fmt.Errorf("record of unknown kind %d", b[offKind])
 	}
-	ev.Family = event.Family(b[offFamily])
+	family := event.Family(b[offFamily])
 	v6 := sockstateTtExt(ext)&sockstateTtExtTT_EXT_ADDR6 != 0
 	var src, dst netip.Addr
 	switch {
-	case ev.Family == event.IPv4 && !v6:
+	case family == event.IPv4 && !v6:
 		src = netip.AddrFrom4([4]byte(b[offSaddr : offSaddr+4]))
 		dst = netip.AddrFrom4([4]byte(b[offDaddr : offDaddr+4]))
-	case ev.Family == event.IPv6 && v6:
+	case family == event.IPv6 && v6:
 		a := b[RecordSize:]
 		src = netip.AddrFrom16([16]byte(a[off6Saddr : off6Saddr+16]))
 		dst = netip.AddrFrom16([16]byte(a[off6Daddr : off6Daddr+16]))
 	default:
-		return fmt.Errorf("record of address family %d with parts %#x", ev.Family, ext)
+		return fmt.Errorf("record of address family %d with parts %#x", family, ext)
 	}
-	ev.Local = netip.AddrPortFrom(src, le.Uint16(b[offSport:]))
-	ev.Remote = netip.AddrPortFrom(dst, le.Uint16(b[offDport:]))
-	ev.OldState = event.State(b[offOld])
-	ev.NewState = event.State(b[offNew])
+	var flags event.Flags
 	if sockstateTtFlags(b[offFlags])&sockstateTtFlagsTT_F_CONNECT_FAILED != 0 {
-		ev.Flags |= event.FlagConnectFailed
+		flags = event.FlagConnectFailed
 	}
-	ev.CPU = le.Uint16(b[offCPU:])
-	ev.TimeNs = le.Uint64(b[offTs:])
-	ev.Sock = le.Uint64(b[offSk:])
-	ev.PID = le.Uint32(b[offPid:])
+	// One assignment of the whole event: the caller reuses ev, so nothing
+	// may carry over, and every field is written once.
+	*ev = event.Event{
+		Kind:         kind,
+		Family:       family,
+		OldState:     event.State(b[offOld]),
+		NewState:     event.State(b[offNew]),
+		Flags:        flags,
+		CPU:          le.Uint16(b[offCPU:]),
+		TimeNs:       le.Uint64(b[offTs:]),
+		Sock:         le.Uint64(b[offSk:]),
+		PID:          le.Uint32(b[offPid:]),
+		NetNS:        le.Uint32(b[offNetns:]),
+		Drops:        le.Uint32(b[offDrops:]),
+		Local:        netip.AddrPortFrom(src, le.Uint16(b[offSport:])),
+		Remote:       netip.AddrPortFrom(dst, le.Uint16(b[offDport:])),
+		ExpiresTicks: le.Uint32(b[offExpires:]),
+	}
 	if sockstateTtExt(ext)&sockstateTtExtTT_EXT_COMM != 0 {
 		copy(ev.Comm[:], b[len(b)-commSize:])
 	}
-	ev.NetNS = le.Uint32(b[offNetns:])
-	ev.Drops = le.Uint32(b[offDrops:])
-	ev.ExpiresTicks = le.Uint32(b[offExpires:])
 	return nil
 }
