@@ -103,24 +103,20 @@ func Decode(b []byte, ev *event.Event) error {
 	if sockstateTtFlags(b[offFlags])&sockstateTtFlagsTT_F_CONNECT_FAILED != 0 {
 		flags = event.FlagConnectFailed
 	}
-	// One assignment of the whole event: the caller reuses ev, so nothing
-	// may carry over, and every field is written once.
-	*ev = event.Event{
-		Kind:         kind,
-		Family:       family,
-		OldState:     event.State(b[offOld]),
-		NewState:     event.State(b[offNew]),
-		Flags:        flags,
-		CPU:          le.Uint16(b[offCPU:]),
-		TimeNs:       le.Uint64(b[offTs:]),
-		Sock:         le.Uint64(b[offSk:]),
-		PID:          le.Uint32(b[offPid:]),
-		NetNS:        le.Uint32(b[offNetns:]),
-		Drops:        le.Uint32(b[offDrops:]),
-		Local:        netip.AddrPortFrom(src, le.Uint16(b[offSport:])),
-		Remote:       netip.AddrPortFrom(dst, le.Uint16(b[offDport:])),
-		ExpiresTicks: le.Uint32(b[offExpires:]),
-	}
+	// The caller reuses ev: nothing may carry over. Zeroed and filled in
+	// place: a composite literal would be built aside and copied.
+	*ev = event.Event{}
+	ev.Kind, ev.Family, ev.Flags = kind, family, flags
+	ev.OldState, ev.NewState = event.State(b[offOld]), event.State(b[offNew])
+	ev.CPU = le.Uint16(b[offCPU:])
+	ev.TimeNs = le.Uint64(b[offTs:])
+	ev.Sock = le.Uint64(b[offSk:])
+	ev.PID = le.Uint32(b[offPid:])
+	ev.NetNS = le.Uint32(b[offNetns:])
+	ev.Drops = le.Uint32(b[offDrops:])
+	ev.Local = netip.AddrPortFrom(src, le.Uint16(b[offSport:]))
+	ev.Remote = netip.AddrPortFrom(dst, le.Uint16(b[offDport:]))
+	ev.ExpiresTicks = le.Uint32(b[offExpires:])
 	if sockstateTtExt(ext)&sockstateTtExtTT_EXT_COMM != 0 {
 		copy(ev.Comm[:], b[len(b)-commSize:])
 	}
