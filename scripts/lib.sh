@@ -26,12 +26,18 @@ prepare() {
 
 # wait_ready SCRIPT READY ERR: wait (at most 10 s) until tcptrace, started
 # with --ready-file READY and its stderr in ERR, has attached its programs.
-wait_ready() {
+wait_ready() { wait_until 10 "$1: tcptrace" "$3" test -e "$2"; }
+
+# wait_until SECONDS WHAT LOG CMD...: run CMD every 50 ms until it
+# succeeds; past SECONDS, say that WHAT did not start, show LOG, exit.
+wait_until() {
+	limit=$(($1 * 20)) what=$2 log=$3
+	shift 3
 	i=0
-	while [ ! -e "$2" ]; do
+	until "$@"; do
 		sleep 0.05
 		i=$((i + 1))
-		if [ $i -gt 200 ]; then echo "$1: tcptrace did not start:" >&2; cat "$3" >&2; exit 1; fi
+		if [ $i -gt $limit ]; then echo "$what did not start:" >&2; cat "$log" >&2; exit 1; fi
 	done
 }
 
@@ -74,13 +80,11 @@ http {
 EOF
 	ip netns exec "$2" nginx -e "$3/nginx.err" -c "$3/nginx.conf" &
 	nginx_pid=$!
-	i=0
-	until ip netns exec "$2" ss -Htln 'sport = :8080' | grep -q .; do
-		sleep 0.05
-		i=$((i + 1))
-		if [ $i -gt 100 ]; then echo "nginx did not start:" >&2; cat "$3/nginx.err" >&2; exit 1; fi
-	done
+	wait_until 5 nginx "$3/nginx.err" listening "$2"
 }
+
+# listening NS: whether something listens on port 8080 in NS.
+listening() { ip netns exec "$1" ss -Htln 'sport = :8080' | grep -q .; }
 
 # load_run SCENARIO NS OUT: run the load; its rate (connections/s) goes to
 # OUT.rate, its own output to OUT.load.
