@@ -164,6 +164,10 @@ type Scope struct {
 	PID      int    `json:"pid,omitempty"`
 	Port     int    `json:"port,omitempty"`
 	Family   string `json:"family,omitempty"`
+	// ReplayFilters names the filters among PID, Port and Family that were
+	// applied when a capture was replayed (tcptrace -r), not while it was
+	// traced: "pid", "port", "family".
+	ReplayFilters []string `json:"replay_filters,omitempty"`
 }
 
 // Loss says why records were lost.

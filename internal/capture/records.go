@@ -1,0 +1,333 @@
+package capture
+
+import (
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+
+	"github.com/tcptrace/tcptrace/internal/census"
+	"github.com/tcptrace/tcptrace/internal/engine"
+	"github.com/tcptrace/tcptrace/internal/event"
+	"github.com/tcptrace/tcptrace/internal/report"
+)
+
+// Tags of the records other than events. Each is followed by the
+// record's length (uvarint) and its body, so that a reader never reads a
+// field of one record as part of the next.
+const (
+	tagStart  = 0x01
+	tagCensus = 0x02
+	tagFlush  = 0x03
+	tagTick   = 0x04
+	tagEnd    = 0x05
+)
+
+// blockState is what the writer and the reader of a block remember; it is
+// reset at each block's start.
+type blockState struct {
+	ev      eventState
+	tab     tables
+	netstat map[string]uint64 // the last counters written (delta base)
+	started bool              // the Start record is in this block or an earlier one
+}
+
+func (b *blockState) reset() {
+	b.ev.reset()
+	b.tab.reset()
+	b.netstat = nil
+}
+
+// counters writes kernel counters as a delta to the last ones written in
+// the block: a tick carries about 120 counters, of which a few move.
+// nil (not read) and empty differ.
+func (e *enc) counters(b *blockState, m map[string]uint64) {
+	if m == nil {
+		e.byte(0)
+		return
+	}
+	e.byte(1)
+	var changed, gone []string
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		if v, ok := b.netstat[k]; !ok || v != m[k] {
+			changed = append(changed, k)
+		}
+	}
+	for _, k := range slices.Sorted(maps.Keys(b.netstat)) {
+		if _, ok := m[k]; !ok {
+			gone = append(gone, k)
+		}
+	}
+	e.uvarint(uint64(len(changed)))
+	for _, k := range changed {
+		e.strRef(&b.tab, k)
+		e.uvarint(m[k])
+	}
+	e.uvarint(uint64(len(gone)))
+	for _, k := range gone {
+		e.strRef(&b.tab, k)
+	}
+	b.netstat = maps.Clone(m)
+}
+
+func (d *dec) counters(b *blockState) map[string]uint64 {
+	if !d.bool() {
+		return nil
+	}
+	m := maps.Clone(b.netstat)
+	if m == nil {
+		m = map[string]uint64{}
+	}
+	for range d.count(2) {
+		k := d.strRef(&b.tab)
+		m[k] = d.uvarint()
+	}
+	for range d.count(1) {
+		delete(m, d.strRef(&b.tab))
+	}
+	b.netstat = maps.Clone(m)
+	return m
+}
+
+func (e *enc) scope(s *report.Scope) {
+	e.uvarint(uint64(s.NetNS))
+	e.bool(s.AllNetNS)
+	e.varint(int64(s.PID))
+	e.varint(int64(s.Port))
+	e.string(s.Family)
+	e.strings(s.ReplayFilters)
+}
+
+func (d *dec) scope() report.Scope {
+	return report.Scope{NetNS: d.uint32(), AllNetNS: d.bool(), PID: d.int(), Port: d.int(),
+		Family: d.string(), ReplayFilters: d.strings()}
+}
+
+func (e *enc) start(b *blockState, s *engine.Start) {
+	e.string(s.Mode)
+	e.string(s.Version)
+	e.strings(s.Args)
+	e.string(s.Kernel)
+	e.varint(int64(s.HZ))
+	e.varint(int64(s.CPUs))
+	e.string(s.Hooks)
+	e.uvarint(s.StartNs)
+	e.time(s.Started)
+	e.duration(s.Interval)
+	e.scope(&s.Scope)
+	e.uvarint(uint64(s.OwnNetNS))
+	e.duration(s.Threshold)
+	e.varint(int64(s.MaxSockets))
+	e.stringMap(s.Sysctl)
+	e.counters(b, s.Netstat)
+	e.strings(s.Command)
+}
+
+func (d *dec) start(b *blockState) *engine.Start {
+	return &engine.Start{
+		Mode: d.string(), Version: d.string(), Args: d.strings(),
+		Kernel: d.string(), HZ: d.int(), CPUs: d.int(), Hooks: d.string(),
+		StartNs: d.uvarint(), Started: d.time(), Interval: d.duration(),
+		Scope: d.scope(), OwnNetNS: d.uint32(), Threshold: d.duration(),
+		MaxSockets: d.int(), Sysctl: d.stringMap(), Netstat: d.counters(b), Command: d.strings(),
+	}
+}
+
+// socket writes a census socket. Censuses repeat every interval with
+// mostly the same sockets; the compressor finds those repeats.
+func (e *enc) socket(b *blockState, s *census.Socket) {
+	e.byte(byte(s.Family))
+	e.byte(byte(s.State))
+	e.addrRef(&b.tab, s.Local.Addr())
+	e.uvarint(uint64(s.Local.Port()))
+	e.addrRef(&b.tab, s.Remote.Addr())
+	e.uvarint(uint64(s.Remote.Port()))
+	e.uvarint(s.Inode)
+	e.uvarint(uint64(s.UID))
+	e.uvarint(s.Cookie)
+	e.uvarint(uint64(s.ExpiresMs))
+	e.byte(byte(s.Timer))
+	e.byte(s.Retrans)
+	e.uvarint(uint64(s.RQueue))
+	e.uvarint(uint64(s.WQueue))
+	e.uvarint(uint64(s.IfIndex))
+}
+
+func (d *dec) socket(b *blockState, s *census.Socket) {
+	s.Family = event.Family(d.byte())
+	s.State = event.State(d.byte())
+	la := d.addrRef(&b.tab)
+	s.Local = addrPort(la, d.uint16())
+	ra := d.addrRef(&b.tab)
+	s.Remote = addrPort(ra, d.uint16())
+	s.Inode = d.uvarint()
+	s.UID = d.uint32()
+	s.Cookie = d.uvarint()
+	s.ExpiresMs = d.uint32()
+	s.Timer = census.Timer(d.byte())
+	s.Retrans = d.byte()
+	s.RQueue = d.uint32()
+	s.WQueue = d.uint32()
+	s.IfIndex = d.uint32()
+}
+
+func (e *enc) census(b *blockState, c *engine.Census) {
+	e.uvarint(c.TakenNs)
+	e.uvarint(uint64(c.NetNS))
+	e.uvarint(uint64(c.States))
+	e.string(c.Err)
+	if c.Sockets == nil {
+		e.uvarint(0)
+	} else {
+		e.uvarint(uint64(len(c.Sockets)) + 1)
+	}
+	for i := range c.Sockets {
+		e.socket(b, &c.Sockets[i])
+	}
+	if c.Owners == nil {
+		e.uvarint(0)
+		return
+	}
+	e.uvarint(uint64(len(c.Owners)) + 1)
+	for _, ino := range slices.Sorted(maps.Keys(c.Owners)) {
+		o := c.Owners[ino]
+		e.uvarint(ino)
+		e.varint(int64(o.PID))
+		e.strRef(&b.tab, o.Comm)
+		e.strRef(&b.tab, o.Cmdline)
+		e.varint(int64(o.Holders))
+	}
+}
+
+func (d *dec) census(b *blockState) *engine.Census {
+	c := &engine.Census{TakenNs: d.uvarint(), NetNS: d.uint32(), States: census.StateMask(d.uint32()), Err: d.string()}
+	if n := d.count(15); n > 0 {
+		c.Sockets = make([]census.Socket, n-1)
+		for i := range c.Sockets {
+			d.socket(b, &c.Sockets[i])
+		}
+	}
+	if n := d.count(5); n > 0 {
+		c.Owners = make(map[uint64]report.Owner, n-1)
+		for range n - 1 {
+			ino := d.uvarint()
+			c.Owners[ino] = report.Owner{PID: d.int(), Comm: d.strRef(&b.tab), Cmdline: d.strRef(&b.tab), Holders: d.int()}
+		}
+	}
+	return c
+}
+
+func (e *enc) loss(l *report.Loss) {
+	e.uvarint(l.RingFull)
+	e.uvarint(l.Recursion)
+	e.uvarint(l.Rescued)
+	e.uvarint(l.TimerMisses)
+	e.uvarint(l.Written)
+	e.uvarint(l.Read)
+	e.uvarint(l.Unseen)
+}
+
+func (d *dec) loss() report.Loss {
+	return report.Loss{RingFull: d.uvarint(), Recursion: d.uvarint(), Rescued: d.uvarint(),
+		TimerMisses: d.uvarint(), Written: d.uvarint(), Read: d.uvarint(), Unseen: d.uvarint()}
+}
+
+func (e *enc) tick(b *blockState, t *engine.Tick) {
+	e.uvarint(t.NowNs)
+	e.loss(&t.Loss)
+	e.counters(b, t.Netstat)
+}
+
+func (d *dec) tick(b *blockState) *engine.Tick {
+	return &engine.Tick{NowNs: d.uvarint(), Loss: d.loss(), Netstat: d.counters(b)}
+}
+
+func (e *enc) end(b *blockState, x *engine.End) {
+	e.uvarint(x.EndNs)
+	e.loss(&x.Loss)
+	e.counters(b, x.Netstat)
+	if x.Command == nil {
+		e.byte(0)
+		return
+	}
+	e.byte(1)
+	e.strings(x.Command.Argv)
+	e.varint(int64(x.Command.ExitCode))
+}
+
+func (d *dec) end(b *blockState) *engine.End {
+	x := &engine.End{EndNs: d.uvarint(), Loss: d.loss(), Netstat: d.counters(b)}
+	if d.bool() {
+		x.Command = &report.Command{Argv: d.strings(), ExitCode: d.int()}
+	}
+	return x
+}
+
+// errNoStart: a stream's first record must be its Start.
+var errNoStart = errors.New("the first record is not the trace's start")
+
+// replayBlock decodes one block's records into in. ended says whether
+// the End record was among them.
+func replayBlock(raw []byte, b *blockState, in engine.Input, ev *event.Event) (ended bool, err error) {
+	b.reset()
+	d := &dec{b: raw}
+	for d.left() > 0 {
+		at := d.off
+		tag := d.byte()
+		if ended {
+			return ended, fmt.Errorf("record at byte %d follows the end record", at)
+		}
+		if tag&tagEventOf == tagEvent {
+			if !b.started {
+				return false, errNoStart
+			}
+			d.event(&b.ev, &b.tab, tag, ev)
+			if d.err != nil {
+				return false, fmt.Errorf("event at byte %d: %w", at, d.err)
+			}
+			in.Event(ev)
+			continue
+		}
+		n := d.count(1)
+		body := &dec{b: d.raw(n)}
+		if d.err != nil {
+			return false, fmt.Errorf("record at byte %d: %w", at, d.err)
+		}
+		if tag != tagStart && !b.started {
+			return false, errNoStart
+		}
+		var apply func()
+		switch tag {
+		case tagStart:
+			if b.started {
+				return false, fmt.Errorf("second start record at byte %d", at)
+			}
+			b.started = true
+			s := body.start(b)
+			apply = func() { in.Start(s) }
+		case tagCensus:
+			c := body.census(b)
+			apply = func() { in.Census(c) }
+		case tagFlush:
+			now := body.uvarint()
+			apply = func() { in.Flush(now) }
+		case tagTick:
+			t := body.tick(b)
+			apply = func() { in.Tick(t) }
+		case tagEnd:
+			x := body.end(b)
+			ended = true
+			apply = func() { in.End(x) }
+		default:
+			return false, fmt.Errorf("unknown record type %#x at byte %d", tag, at)
+		}
+		if body.err == nil && body.left() != 0 {
+			body.fail(fmt.Errorf("%d bytes left over", body.left()))
+		}
+		if body.err != nil {
+			return false, fmt.Errorf("record at byte %d: %w", at, body.err)
+		}
+		apply()
+	}
+	return ended, nil
+}
