@@ -29,6 +29,7 @@ Usage:
   tcptrace --snapshot [flags]           report at once from the sockets there are now:
                                         no tracing, no BPF; root (or CAP_SYS_PTRACE)
                                         only to name other users' processes, as ss -tp
+  tcptrace -r FILE [flags]              replay a capture (recorded with -w FILE): no root needed
 
 It traces the network namespace it runs in: use 'ip netns exec NS tcptrace'
 for another one, or --all-netns for every namespace.
@@ -40,6 +41,8 @@ Examples:
   sudo tcptrace -o json -d 10s | tail -1 | jq .recommendations
   sudo tcptrace --metrics 0.0.0.0:9877 -q --all-netns   a node exporter for Prometheus
   sudo tcptrace --snapshot                      who leaks CLOSE_WAIT, since when, and why
+  sudo tcptrace -w incident.tcpcap -d 5m        record 5 minutes to share
+  tcptrace -r incident.tcpcap --html incident.html --port 443
 
 Flags:
 `
@@ -69,6 +72,7 @@ func parseFlags(args []string, stdout io.Writer) (session.Options, error) {
 	fs.StringVar(&o.Metrics, "metrics", "", "serve Prometheus metrics on this address (\":9877\" is 127.0.0.1:9877; give a host, e.g. 0.0.0.0:9877, to listen wider)")
 	fs.DurationVar(&o.CloseWaitThreshold, "close-wait-threshold", 30*time.Second, "report CLOSE_WAIT sockets at least this old as leaked")
 	fs.IntVar(&o.MaxSockets, "max-sockets", 1_000_000, "most sockets tracked at once (about 120 bytes each); the oldest are evicted past it")
+	addCaptureFlags(fs, &o)
 	ringMiB := fs.Int("ring-size", 8, "BPF ring buffer size per CPU in MiB (a power of two; all CPUs together at most 256 MiB)")
 	fs.StringVar(&o.ReadyFile, "ready-file", "", "create this file once tracing has started")
 	_ = fs.MarkHidden("ready-file")
@@ -167,5 +171,5 @@ func parseFlags(args []string, stdout io.Writer) (session.Options, error) {
 			return o, err
 		}
 	}
-	return o, nil
+	return o, checkCaptureFlags(fs, &o)
 }

@@ -2,6 +2,7 @@ package capture
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -103,10 +104,14 @@ func feed(in engine.Input, recs []record) {
 }
 
 // write records recs into a capture.
-func write(t testing.TB, recs []record) []byte {
+func write(t testing.TB, recs []record) []byte { return writeBlocks(t, recs, blockTarget) }
+
+// writeBlocks records recs in blocks of about target raw bytes.
+func writeBlocks(t testing.TB, recs []record, target int) []byte {
 	t.Helper()
 	var buf bytes.Buffer
 	w := NewWriter(&buf)
+	w.target = target
 	feed(w, recs)
 	if err := w.Close(); err != nil {
 		t.Fatal(err)
@@ -122,7 +127,7 @@ func replay(data []byte) ([]record, error) {
 	}
 	defer r.Close()
 	var got recorder
-	err = r.Replay(&got)
+	err = r.Replay(context.Background(), &got)
 	return got.recs, err
 }
 
@@ -259,7 +264,13 @@ func TestEveryFieldRoundTrips(t *testing.T) {
 			recs = append(recs, record{Flush: &n})
 		}
 	}
-	recs = append(recs, record{End: fillNew[engine.End](f)})
+	// Empty is not nil: both must come back as they were.
+	empty := &engine.Census{Sockets: []census.Socket{}, Owners: map[uint64]report.Owner{}}
+	emptyTick := &engine.Tick{Netstat: map[string]uint64{}}
+	recs = append(recs, record{Census: empty}, record{Census: &engine.Census{}}, record{Tick: emptyTick})
+	end := fillNew[engine.End](f)
+	end.Command.Argv = []string{}
+	recs = append(recs, record{End: end})
 	compare(t, mustReplay(t, write(t, recs)), recs)
 }
 
@@ -383,7 +394,7 @@ func TestBadFiles(t *testing.T) {
 // record of the blocks before the cut, and says it was cut.
 func TestTruncatedKeepsCompleteBlocks(t *testing.T) {
 	recs := storm(20000)
-	data := write(t, recs)
+	data := writeBlocks(t, recs, 64<<10)
 	r, err := NewReader(bytes.NewReader(data))
 	if err != nil {
 		t.Fatal(err)
@@ -441,14 +452,26 @@ func TestWriteErrorStopsRecording(t *testing.T) {
 	}
 }
 
-// frame wraps raw records in a header and one well-formed block, as a
-// writer would (for records no writer would write).
+// frame wraps a block's raw bytes in a header and one well-formed block,
+// as a writer would (for blocks no writer would write).
 func frame(raw []byte) []byte {
 	var buf bytes.Buffer
 	w := NewWriter(&buf)
 	w.started = true
-	w.buf.b = append(w.buf.b, raw...)
 	w.begin()
+	w.queue <- raw
 	_ = w.Close()
 	return buf.Bytes()
+}
+
+// block builds a block's raw bytes from its columns: tag, ref, mask,
+// time, states, port, field.
+func block(columns ...[]byte) []byte {
+	var c cols
+	for i, e := range c.all() {
+		if i < len(columns) {
+			e.b = columns[i]
+		}
+	}
+	return c.appendTo(nil)
 }

@@ -1,6 +1,7 @@
 package capture
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -19,17 +20,22 @@ import (
 // An event is: tag, socket, mask, time delta, states, then the fields the
 // mask names, in the order of the mask's bits.
 //
-//	tag     0x40 | 0x20 if the socket is remembered | kind (31: a kind byte follows)
-//	socket  remembered: its slot (uvarint); else: zigzag delta to the previous event's socket
+//	tag     0x80 | (Kind-1)<<5 | ref, for the four kinds the kernel reports
+//	        (tagOtherEvent, the kind and ref, for any other kind);
+//	        ref 0-15: the socket is the ref-th most recent one;
+//	        refSlot: the socket is remembered in slot N (uvarint N follows);
+//	        refNew: zigzag delta to the last new socket of its class (full
+//	        socket or mini-socket, each allocated from its own slab) follows
 //	mask    uvarint, the bits below
-//	time    zigzag delta to the previous event's TimeNs
+//	time    zigzag delta to the previous event's TimeNs (low byte, rest)
 //	states  OldState<<4 | NewState (two bytes with mRawStates)
 
 const (
-	tagEvent   = 0x40
-	tagEventOf = 0xC0 // tags with these bits equal to tagEvent are events
-	tagHit     = 0x20
-	tagKind    = 0x1F
+	tagEvent      = 0x80 // tags with this bit are events
+	tagOtherEvent = 0x06 // an event of a kind the kernel does not report
+	refSlot       = 30
+	refNew        = 31
+	numRecent     = 16
 )
 
 // Mask bits, the most frequent first so that most masks take one byte.
@@ -39,11 +45,11 @@ const (
 	mComm                   // ... and the comm differs
 	mLocalPort              // local port differs from the base
 	mRemotePort             // remote port differs
+	mCPU                    // CPU differs from the previous event's
+	mExpires                // ExpiresTicks differs from the last one written
 	mLocalAddr              // local address differs
 	mRemoteAddr             // remote address differs
-	mCPU                    // CPU differs from the previous event's
 	mDrops                  // the CPU's drop counter moved
-	mExpires                // ExpiresTicks differs from the last one written
 	mFamily                 // family differs from the base
 	mNetNS                  // network namespace differs from the base
 	mFlags                  // Flags != 0
@@ -90,7 +96,9 @@ type slot struct {
 // lockstep.
 type eventState struct {
 	prevTime    uint64
-	prevSock    uint64
+	newSock     [2]uint64 // the last new socket of each class (full, mini)
+	recent      [numRecent]uint64
+	nrecent     int
 	prevCPU     uint16
 	lastExpires uint32
 	last        sockContext
@@ -99,10 +107,49 @@ type eventState struct {
 }
 
 func (s *eventState) reset() {
-	s.prevTime, s.prevSock, s.prevCPU, s.lastExpires = 0, 0, 0, 0
+	s.prevTime, s.newSock, s.nrecent, s.prevCPU, s.lastExpires = 0, [2]uint64{}, 0, 0, 0
 	s.last = sockContext{}
 	clear(s.slots[:])
 	clear(s.drops)
+}
+
+// sockClass is 1 for mini-sockets (timer records), 0 for full sockets.
+func sockClass(k event.Kind) int {
+	if k == event.TimerStart || k == event.TimerCancel || k == event.TimerExpire {
+		return 1
+	}
+	return 0
+}
+
+// findRecent returns the position of sock among the recent sockets whose
+// slot still remembers it, or -1.
+func (s *eventState) findRecent(sock uint64) int {
+	for p := range s.nrecent {
+		if s.recent[p] == sock {
+			if sl := &s.slots[slotOf(sock)]; sl.valid && sl.sock == sock {
+				return p
+			}
+			return -1
+		}
+	}
+	return -1
+}
+
+// touch moves sock to the front of the recent sockets.
+func (s *eventState) touch(sock uint64) {
+	p := 0
+	for p < s.nrecent && s.recent[p] != sock {
+		p++
+	}
+	if p == s.nrecent {
+		if s.nrecent < numRecent {
+			s.nrecent++
+		} else {
+			p = numRecent - 1
+		}
+	}
+	copy(s.recent[1:p+1], s.recent[:p])
+	s.recent[0] = sock
 }
 
 func slotOf(sock uint64) int {
@@ -246,14 +293,21 @@ func (d *dec) strRef(t *tables) string {
 
 func zigzag(a, b uint64) int64 { return int64(a - b) }
 
+func (e *enc) port(p uint16) { e.uvarint(uint64(p)) }
+
+func (d *dec) port() uint16 { return d.uint16() }
+
 // event appends ev.
-func (e *enc) event(s *eventState, t *tables, ev *event.Event) {
+func (c *cols) event(s *eventState, t *tables, ev *event.Event) {
+	e := &c.field
 	i := slotOf(ev.Sock)
 	sl := &s.slots[i]
-	hit := sl.valid && sl.sock == ev.Sock
+	ref := refNew
 	base := &s.last
-	if hit {
-		base = &sl.ctx
+	if p := s.findRecent(ev.Sock); p >= 0 {
+		ref, base = p, &sl.ctx
+	} else if sl.valid && sl.sock == ev.Sock {
+		ref, base = refSlot, &sl.ctx
 	}
 
 	var mask uint64
@@ -320,32 +374,29 @@ func (e *enc) event(s *eventState, t *tables, ev *event.Event) {
 		mask |= mOwnerComm
 	}
 
-	tag := byte(tagEvent)
-	if hit {
-		tag |= tagHit
-	}
 	kind := ev.Kind
-	if kind >= tagKind {
-		tag |= tagKind
+	if kind >= event.Transition && kind <= event.TimerExpire {
+		c.tag.byte(tagEvent | byte(kind-1)<<5 | byte(ref))
 	} else {
-		tag |= byte(kind)
+		c.tag.byte(tagOtherEvent)
+		c.ref.byte(byte(kind))
+		c.ref.byte(byte(ref))
 	}
-	e.byte(tag)
-	if kind >= tagKind {
-		e.byte(byte(kind))
+	switch ref {
+	case refSlot:
+		c.ref.uvarint(uint64(i))
+	case refNew:
+		k := sockClass(kind)
+		c.ref.varint(zigzag(ev.Sock, s.newSock[k]))
+		s.newSock[k] = ev.Sock
 	}
-	if hit {
-		e.uvarint(uint64(i))
-	} else {
-		e.varint(zigzag(ev.Sock, s.prevSock))
-	}
-	e.uvarint(mask)
-	e.varint(zigzag(ev.TimeNs, s.prevTime))
+	c.mask.uvarint(mask)
+	c.timeDelta(zigzag(ev.TimeNs, s.prevTime))
 	if mask&mRawStates != 0 {
-		e.byte(byte(ev.OldState))
-		e.byte(byte(ev.NewState))
+		c.states.byte(byte(ev.OldState))
+		c.states.byte(byte(ev.NewState))
 	} else {
-		e.byte(byte(ev.OldState)<<4 | byte(ev.NewState))
+		c.states.byte(byte(ev.OldState)<<4 | byte(ev.NewState))
 	}
 	if mask&mPID != 0 {
 		e.uvarint(uint64(ev.PID))
@@ -354,10 +405,10 @@ func (e *enc) event(s *eventState, t *tables, ev *event.Event) {
 		e.commRef(t, &ev.Comm)
 	}
 	if mask&mLocalPort != 0 {
-		e.uvarint(uint64(ev.Local.Port()))
+		c.port.port(ev.Local.Port())
 	}
 	if mask&mRemotePort != 0 {
-		e.uvarint(uint64(ev.Remote.Port()))
+		c.port.port(ev.Remote.Port())
 	}
 	if mask&mLocalAddr != 0 {
 		e.addrRef(t, ev.Local.Addr())
@@ -412,54 +463,81 @@ func (s *eventState) remember(i int, ev *event.Event, base *sockContext, task bo
 		ctx.pid, ctx.comm = ev.PID, ev.Comm
 	}
 	s.slots[i] = slot{sock: ev.Sock, valid: true, ctx: ctx}
+	s.touch(ev.Sock)
 	s.last = ctx
-	s.prevTime, s.prevSock, s.prevCPU, s.lastExpires = ev.TimeNs, ev.Sock, ev.CPU, ev.ExpiresTicks
+	s.prevTime, s.prevCPU, s.lastExpires = ev.TimeNs, ev.CPU, ev.ExpiresTicks
 	if int(ev.CPU) < len(s.drops) {
 		s.drops[ev.CPU] = ev.Drops
 	}
 }
 
 // event reads an event whose tag was already read.
-func (d *dec) event(s *eventState, t *tables, tag byte, ev *event.Event) {
+func (c *dcols) event(s *eventState, t *tables, tag byte, ev *event.Event) {
+	d := &c.field
 	*ev = event.Event{}
-	kind := event.Kind(tag & tagKind)
-	if kind == tagKind {
-		kind = event.Kind(d.byte())
+	var ref int
+	if tag&tagEvent != 0 {
+		ev.Kind = event.Kind(tag>>5&3) + event.Transition
+		ref = int(tag & 31)
+	} else {
+		ev.Kind = event.Kind(c.ref.byte())
+		ref = int(c.ref.byte())
 	}
-	ev.Kind = kind
 	var i int
 	var base *sockContext
-	if tag&tagHit != 0 {
-		n := d.uvarint()
-		if n >= numSlots || !s.slots[n].valid {
-			d.fail(fmt.Errorf("socket slot %d not remembered", n))
+	switch {
+	case ref < numRecent:
+		if ref >= s.nrecent {
+			c.fail(fmt.Errorf("recent socket %d not remembered", ref))
+			return
+		}
+		ev.Sock = s.recent[ref]
+		i = slotOf(ev.Sock)
+		if p := s.findRecent(ev.Sock); p != ref {
+			c.fail(fmt.Errorf("recent socket %d not remembered", ref))
+			return
+		}
+		base = &s.slots[i].ctx
+	case ref == refSlot:
+		n := c.ref.uvarint()
+		if n >= numSlots || !s.slots[n].valid || s.findRecent(s.slots[n].sock) >= 0 {
+			c.fail(fmt.Errorf("socket slot %d not remembered", n))
 			return
 		}
 		i = int(n)
 		ev.Sock = s.slots[i].sock
 		base = &s.slots[i].ctx
-	} else {
-		ev.Sock = s.prevSock + uint64(d.varint())
+	case ref == refNew:
+		k := sockClass(ev.Kind)
+		ev.Sock = s.newSock[k] + uint64(c.ref.varint())
+		s.newSock[k] = ev.Sock
 		i = slotOf(ev.Sock)
+		if sl := &s.slots[i]; (sl.valid && sl.sock == ev.Sock) || s.findRecent(ev.Sock) >= 0 {
+			c.fail(errors.New("a new socket that is remembered"))
+			return
+		}
 		base = &s.last
-	}
-	mask := d.uvarint()
-	if mask&^mAll != 0 {
-		d.fail(fmt.Errorf("unknown event fields %#x", mask&^mAll))
+	default:
+		c.fail(fmt.Errorf("bad socket reference %d", ref))
 		return
 	}
-	ev.TimeNs = s.prevTime + uint64(d.varint())
+	mask := c.mask.uvarint()
+	if mask&^mAll != 0 {
+		c.fail(fmt.Errorf("unknown event fields %#x", mask&^mAll))
+		return
+	}
+	ev.TimeNs = s.prevTime + uint64(c.timeDelta())
 	if mask&mRawStates != 0 {
-		ev.OldState, ev.NewState = event.State(d.byte()), event.State(d.byte())
+		ev.OldState, ev.NewState = event.State(c.states.byte()), event.State(c.states.byte())
 	} else {
-		b := d.byte()
+		b := c.states.byte()
 		ev.OldState, ev.NewState = event.State(b>>4), event.State(b&15)
 	}
 	task := mask&mTask != 0
 	if task {
 		ev.PID, ev.Comm = base.pid, base.comm
 	} else if mask&(mPID|mComm) != 0 {
-		d.fail(errors.New("pid without process context"))
+		c.fail(errors.New("pid without process context"))
 		return
 	}
 	if mask&mPID != 0 {
@@ -472,10 +550,10 @@ func (d *dec) event(s *eventState, t *tables, tag byte, ev *event.Event) {
 	lport, rport := local.Port(), remote.Port()
 	laddr, raddr := local.Addr(), remote.Addr()
 	if mask&mLocalPort != 0 {
-		lport = d.uint16()
+		lport = c.port.port()
 	}
 	if mask&mRemotePort != 0 {
-		rport = d.uint16()
+		rport = c.port.port()
 	}
 	if mask&mLocalAddr != 0 {
 		laddr = d.addrRef(t)
@@ -493,7 +571,7 @@ func (d *dec) event(s *eventState, t *tables, tag byte, ev *event.Event) {
 	if mask&mDrops != 0 {
 		ev.Drops = d.uint32()
 	} else if !tracked {
-		d.fail(errors.New("drop counter of an untracked CPU"))
+		c.fail(errors.New("drop counter of an untracked CPU"))
 	}
 	ev.ExpiresTicks = s.lastExpires
 	if mask&mExpires != 0 {
@@ -527,8 +605,124 @@ func (d *dec) event(s *eventState, t *tables, tag byte, ev *event.Event) {
 	if mask&mOwnerComm != 0 {
 		ev.OwnerComm = d.commRef(t)
 	}
-	if d.err != nil {
+	if c.err() != nil {
 		return
 	}
 	s.remember(i, ev, base, task)
+}
+
+// cols are the columns of a block's records: each kind of value in a
+// stream of its own, so that the compressor sees like next to like (the
+// time deltas together, the masks together) and finds more to squeeze.
+// The tag column orders the records.
+type cols struct {
+	tag, ref, mask, timeLo, time, states, port, field enc
+}
+
+func (c *cols) all() []*enc {
+	return []*enc{&c.tag, &c.ref, &c.mask, &c.timeLo, &c.time, &c.states, &c.port, &c.field}
+}
+
+// timeDelta writes a time delta (zigzag) as its low byte, which is noise
+// and goes in a column of its own, and the rest, whose small values
+// repeat and compress.
+func (c *cols) timeDelta(d int64) {
+	z := uint64(d<<1) ^ uint64(d>>63)
+	c.timeLo.byte(byte(z))
+	c.time.uvarint(z >> 8)
+}
+
+// size is the bytes held.
+func (c *cols) size() int {
+	n := 0
+	for _, e := range c.all() {
+		n += len(e.b)
+	}
+	return n
+}
+
+// appendTo appends the columns, each after its length, to b.
+func (c *cols) appendTo(b []byte) []byte {
+	for _, e := range c.all() {
+		b = binary.AppendUvarint(b, uint64(len(e.b)))
+	}
+	for _, e := range c.all() {
+		b = append(b, e.b...)
+	}
+	return b
+}
+
+func (c *cols) reset() {
+	for _, e := range c.all() {
+		e.b = e.b[:0]
+	}
+}
+
+// dcols reads what cols wrote.
+type dcols struct {
+	tag, ref, mask, timeLo, time, states, port, field dec
+}
+
+func (c *dcols) all() []*dec {
+	return []*dec{&c.tag, &c.ref, &c.mask, &c.timeLo, &c.time, &c.states, &c.port, &c.field}
+}
+
+func (c *dcols) timeDelta() int64 {
+	lo := uint64(c.timeLo.byte())
+	hi := c.time.uvarint()
+	if hi > 1<<56-1 {
+		c.fail(errors.New("time delta out of range"))
+		return 0
+	}
+	z := hi<<8 | lo
+	return int64(z>>1) ^ -int64(z&1)
+}
+
+// split reads the column lengths and cuts raw into the columns.
+func (c *dcols) split(raw []byte) error {
+	d := &dec{b: raw}
+	cs := c.all()
+	lens := make([]int, len(cs))
+	total := 0
+	for i := range cs {
+		n := d.uvarint()
+		if d.err != nil || n > uint64(len(raw)) {
+			return errors.New("bad column lengths")
+		}
+		lens[i] = int(n)
+		total += int(n)
+	}
+	if total != d.left() {
+		return fmt.Errorf("columns hold %d bytes, the block %d", total, d.left())
+	}
+	for i, x := range cs {
+		*x = dec{b: d.raw(lens[i])}
+	}
+	return nil
+}
+
+// err is the first error of any column.
+func (c *dcols) err() error {
+	for _, d := range c.all() {
+		if d.err != nil {
+			return d.err
+		}
+	}
+	return nil
+}
+
+// fail records err on the field column.
+func (c *dcols) fail(err error) { c.field.fail(err) }
+
+// done checks that every column was read to its end.
+func (c *dcols) done() error {
+	if err := c.err(); err != nil {
+		return err
+	}
+	for _, d := range c.all() {
+		if d.left() != 0 {
+			return fmt.Errorf("%d bytes left over", d.left())
+		}
+	}
+	return nil
 }

@@ -2,6 +2,7 @@ package capture
 
 import (
 	"bytes"
+	"context"
 	"testing"
 
 	"github.com/tcptrace/tcptrace/internal/engine"
@@ -33,11 +34,14 @@ func FuzzReplay(f *testing.F) {
 	// Well-framed blocks whose records are damaged: the checksum passes,
 	// the record decoder must catch it.
 	for _, raw := range [][]byte{
-		{tagEvent | 1, 0, 0, 0, 0},
-		{tagStart, 3, 0, 0, 0, tagEvent | tagHit | 1, 5},
-		{tagStart, 200},
-		{tagCensus, 1, 0},
-		{0x7f},
+		block([]byte{tagEvent | refNew}, []byte{0}, []byte{0}, []byte{0}, []byte{0}),
+		block([]byte{tagStart, tagEvent | refSlot}, []byte{5}, nil, nil, nil, nil, []byte{0}),
+		block([]byte{tagStart, tagEvent | 3}, nil, nil, nil, nil, nil, []byte{0}),
+		block([]byte{tagStart, tagOtherEvent}, []byte{9, refNew, 0}, []byte{0}, []byte{0}, []byte{0}, nil, []byte{0}),
+		block([]byte{tagStart}, nil, nil, nil, nil, nil, []byte{200}),
+		block([]byte{tagCensus}, nil, nil, nil, nil, nil, []byte{1, 0}),
+		block([]byte{0x7f}),
+		{1, 2, 3},
 	} {
 		f.Add(frame(raw))
 	}
@@ -47,6 +51,6 @@ func FuzzReplay(f *testing.F) {
 			return
 		}
 		defer r.Close()
-		_ = r.Replay(&discard{})
+		_ = r.Replay(context.Background(), &discard{})
 	})
 }

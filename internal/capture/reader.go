@@ -3,6 +3,7 @@ package capture
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -67,12 +68,17 @@ func (r *Reader) Close() { r.zdec.Close() }
 // blocks when Replay returns an error wrapping ErrTruncated; a damaged
 // one gets an error wrapping ErrCorrupt, after the records before the
 // damage. Neither is ever a panic, whatever the bytes.
-func (r *Reader) Replay(in engine.Input) error {
+//
+// Replay checks ctx between blocks and returns its error once it is done.
+func (r *Reader) Replay(ctx context.Context, in engine.Input) error {
 	var st blockState
 	st.reset()
 	var ev event.Event
 	ended := false
 	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
 		raw, err := r.next()
 		if errors.Is(err, io.EOF) {
 			if ended {
@@ -90,7 +96,7 @@ func (r *Reader) Replay(in engine.Input) error {
 		if ended {
 			return fmt.Errorf("%w: data after the end record (block %d)", ErrCorrupt, r.blocks)
 		}
-		at := r.off
+		at := r.off - int64(blockHeaderLen+len(r.payload))
 		ended, err = replayBlock(raw, &st, in, &ev)
 		if err != nil {
 			return fmt.Errorf("%w: block %d (byte %d): %w", ErrCorrupt, r.blocks, at, err)

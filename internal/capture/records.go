@@ -201,15 +201,15 @@ func (e *enc) census(b *blockState, c *engine.Census) {
 
 func (d *dec) census(b *blockState) *engine.Census {
 	c := &engine.Census{TakenNs: d.uvarint(), NetNS: d.uint32(), States: census.StateMask(d.uint32()), Err: d.string()}
-	if n := d.count(15); n > 0 {
-		c.Sockets = make([]census.Socket, n-1)
+	if n := d.optCount(15); n >= 0 {
+		c.Sockets = make([]census.Socket, n)
 		for i := range c.Sockets {
 			d.socket(b, &c.Sockets[i])
 		}
 	}
-	if n := d.count(5); n > 0 {
-		c.Owners = make(map[uint64]report.Owner, n-1)
-		for range n - 1 {
+	if n := d.optCount(5); n >= 0 {
+		c.Owners = make(map[uint64]report.Owner, n)
+		for range n {
 			ino := d.uvarint()
 			c.Owners[ino] = report.Owner{PID: d.int(), Comm: d.strRef(&b.tab), Cmdline: d.strRef(&b.tab), Holders: d.int()}
 		}
@@ -270,28 +270,29 @@ var errNoStart = errors.New("the first record is not the trace's start")
 // the End record was among them.
 func replayBlock(raw []byte, b *blockState, in engine.Input, ev *event.Event) (ended bool, err error) {
 	b.reset()
-	d := &dec{b: raw}
-	for d.left() > 0 {
-		at := d.off
-		tag := d.byte()
+	var c dcols
+	if err := c.split(raw); err != nil {
+		return false, err
+	}
+	for n := 0; c.tag.left() > 0; n++ {
+		tag := c.tag.byte()
 		if ended {
-			return ended, fmt.Errorf("record at byte %d follows the end record", at)
+			return ended, fmt.Errorf("record %d follows the end record", n)
 		}
-		if tag&tagEventOf == tagEvent {
+		if tag&tagEvent != 0 || tag == tagOtherEvent {
 			if !b.started {
 				return false, errNoStart
 			}
-			d.event(&b.ev, &b.tab, tag, ev)
-			if d.err != nil {
-				return false, fmt.Errorf("event at byte %d: %w", at, d.err)
+			c.event(&b.ev, &b.tab, tag, ev)
+			if err := c.err(); err != nil {
+				return false, fmt.Errorf("record %d (an event): %w", n, err)
 			}
 			in.Event(ev)
 			continue
 		}
-		n := d.count(1)
-		body := &dec{b: d.raw(n)}
-		if d.err != nil {
-			return false, fmt.Errorf("record at byte %d: %w", at, d.err)
+		body := &dec{b: c.field.raw(c.field.count(1))}
+		if err := c.err(); err != nil {
+			return false, fmt.Errorf("record %d: %w", n, err)
 		}
 		if tag != tagStart && !b.started {
 			return false, errNoStart
@@ -300,14 +301,14 @@ func replayBlock(raw []byte, b *blockState, in engine.Input, ev *event.Event) (e
 		switch tag {
 		case tagStart:
 			if b.started {
-				return false, fmt.Errorf("second start record at byte %d", at)
+				return false, fmt.Errorf("record %d: a second start", n)
 			}
 			b.started = true
 			s := body.start(b)
 			apply = func() { in.Start(s) }
 		case tagCensus:
-			c := body.census(b)
-			apply = func() { in.Census(c) }
+			x := body.census(b)
+			apply = func() { in.Census(x) }
 		case tagFlush:
 			now := body.uvarint()
 			apply = func() { in.Flush(now) }
@@ -319,15 +320,18 @@ func replayBlock(raw []byte, b *blockState, in engine.Input, ev *event.Event) (e
 			ended = true
 			apply = func() { in.End(x) }
 		default:
-			return false, fmt.Errorf("unknown record type %#x at byte %d", tag, at)
+			return false, fmt.Errorf("record %d: unknown type %#x", n, tag)
 		}
 		if body.err == nil && body.left() != 0 {
 			body.fail(fmt.Errorf("%d bytes left over", body.left()))
 		}
 		if body.err != nil {
-			return false, fmt.Errorf("record at byte %d: %w", at, body.err)
+			return false, fmt.Errorf("record %d: %w", n, body.err)
 		}
 		apply()
+	}
+	if err := c.done(); err != nil {
+		return false, err
 	}
 	return ended, nil
 }

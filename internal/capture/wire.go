@@ -219,14 +219,28 @@ func (d *dec) count(min int) int {
 	return int(n)
 }
 
+// optCount reads the length of a list or map that may be absent (nil),
+// written as length+1, or 0 for nil; it returns -1 for nil.
+func (d *dec) optCount(min int) int {
+	n := d.uvarint()
+	if d.err != nil || n == 0 {
+		return -1
+	}
+	if n-1 > uint64(d.left()/max(min, 1)) {
+		d.fail(errShort)
+		return -1
+	}
+	return int(n - 1)
+}
+
 func (d *dec) string() string { return string(d.raw(d.count(1))) }
 
 func (d *dec) strings() []string {
-	n := d.count(1)
-	if n == 0 {
+	n := d.optCount(1)
+	if n < 0 {
 		return nil
 	}
-	out := make([]string, n-1)
+	out := make([]string, n)
 	for i := range out {
 		out[i] = d.string()
 	}
@@ -247,12 +261,12 @@ func (d *dec) time() time.Time {
 }
 
 func (d *dec) stringMap() map[string]string {
-	n := d.count(2)
-	if n == 0 {
+	n := d.optCount(2)
+	if n < 0 {
 		return nil
 	}
-	m := make(map[string]string, n-1)
-	for range n - 1 {
+	m := make(map[string]string, n)
+	for range n {
 		k := d.string()
 		m[k] = d.string()
 	}

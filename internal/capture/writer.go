@@ -35,7 +35,8 @@ type Writer struct {
 	OnError func(error)
 
 	st      blockState
-	buf     enc
+	cols    cols
+	target  int // raw bytes at which a block is written (blockTarget)
 	nowNs   uint64 // the latest time the stream told
 	openNs  uint64 // nowNs when the current block got its first record
 	ended   bool
@@ -60,7 +61,7 @@ type Writer struct {
 // called to write the last block.
 func NewWriter(out io.Writer) *Writer {
 	w := &Writer{out: out, queue: make(chan []byte, queuedBlocks), free: make(chan []byte, queuedBlocks+1),
-		done: make(chan struct{})}
+		done: make(chan struct{}), target: blockTarget}
 	w.st.reset()
 	return w
 }
@@ -135,7 +136,7 @@ func (w *Writer) begin() bool {
 	if w.failed.Load() || w.ended {
 		return false
 	}
-	if len(w.buf.b) == 0 {
+	if w.cols.size() == 0 {
 		w.openNs = w.nowNs
 	}
 	return true
@@ -143,39 +144,34 @@ func (w *Writer) begin() bool {
 
 // flush hands the current block to the writer goroutine.
 func (w *Writer) flush() {
-	if len(w.buf.b) == 0 {
+	n := w.cols.size()
+	if n == 0 {
 		return
 	}
-	w.raw += uint64(len(w.buf.b))
-	w.queue <- w.buf.b
+	var raw []byte
 	select {
-	case b := <-w.free:
-		w.buf.b = b
+	case raw = <-w.free:
 	default:
-		w.buf.b = make([]byte, 0, blockTarget+blockTarget/4)
+		raw = make([]byte, 0, n+64)
 	}
+	raw = w.cols.appendTo(raw)
+	w.raw += uint64(len(raw))
+	w.queue <- raw
+	w.cols.reset()
 	w.st.reset()
 }
 
-func (w *Writer) afterRecord() {
-	if len(w.buf.b) >= blockTarget {
+// record writes a record of the non-event kinds: its tag, and its body
+// after its length.
+func (w *Writer) record(tag byte, body func(*enc)) {
+	w.cols.tag.byte(tag)
+	var e enc
+	body(&e)
+	w.cols.field.uvarint(uint64(len(e.b)))
+	w.cols.field.raw(e.b)
+	if w.cols.size() >= w.target {
 		w.flush()
 	}
-}
-
-// record writes a record of the non-event kinds: tag, length, body.
-func (w *Writer) record(tag byte, body func(*enc)) {
-	w.buf.byte(tag)
-	// The body goes after a length placeholder sized for it afterwards.
-	at := len(w.buf.b)
-	body(&w.buf)
-	n := len(w.buf.b) - at
-	var lb [binary.MaxVarintLen64]byte
-	ln := binary.PutUvarint(lb[:], uint64(n))
-	w.buf.b = append(w.buf.b, lb[:ln]...)
-	copy(w.buf.b[at+ln:], w.buf.b[at:at+n])
-	copy(w.buf.b[at:], lb[:ln])
-	w.afterRecord()
 }
 
 // Start implements engine.Input.
@@ -193,13 +189,13 @@ func (w *Writer) Event(ev *event.Event) {
 	if w.failed.Load() || w.ended {
 		return
 	}
-	if len(w.buf.b) == 0 {
+	if len(w.cols.tag.b) == 0 {
 		w.begin()
 	}
 	w.nowNs = max(w.nowNs, ev.TimeNs)
-	w.buf.event(&w.st.ev, &w.st.tab, ev)
+	w.cols.event(&w.st.ev, &w.st.tab, ev)
 	w.events++
-	if len(w.buf.b) >= blockTarget {
+	if w.events%1024 == 0 && w.cols.size() >= w.target {
 		w.flush()
 	}
 }

@@ -69,6 +69,12 @@ type Options struct {
 	// Metrics, if set, is the address /metrics is served on (":9877" binds
 	// 127.0.0.1).
 	Metrics string
+	// Write records the trace to this capture file (-w); Read replays
+	// one instead of tracing (-r): then PID, Port and Family filter the
+	// replay, and CloseWaitThreshold, if not 0, overrides the capture's.
+	Write, Read string
+	// HTML writes the final report as a self-contained page to this file.
+	HTML string
 	// DevSkip and DevIdle measure tcptrace's own cost (probe.Config.Skip
 	// and Idle); they lose events.
 	DevSkip []string
@@ -108,6 +114,12 @@ func Run(ctx context.Context, opts Options, stdout, stderr io.Writer) error {
 	var live, final []engine.Sink
 	var events *eventSink
 	cfg := engine.Config{}
+	if opts.Read != "" {
+		// A replay runs in a moment: no status line, and the capture's
+		// threshold unless another is asked for.
+		opts.Quiet, view = true, nil
+		cfg.Threshold = opts.CloseWaitThreshold
+	}
 	if opts.Events {
 		events = newEventSink(stdout, stderr, opts)
 		cfg.OnEvent = events.write
@@ -124,6 +136,9 @@ func Run(ctx context.Context, opts Options, stdout, stderr io.Writer) error {
 	if exporter != nil {
 		live = append(live, exporter)
 	}
+	if opts.HTML != "" {
+		final = append(final, &htmlSink{path: opts.HTML})
+	}
 	eng := engine.New(cfg)
 	p := &pipeline{Engine: eng, live: live}
 	if events != nil {
@@ -132,24 +147,44 @@ func Run(ctx context.Context, opts Options, stdout, stderr io.Writer) error {
 		p.onNamespace = events.namespace
 	}
 
-	src := &liveSource{opts: opts, stderr: stderr, procfs: owner.Proc("/proc"),
-		closeWaitOwners: eng.CloseWaitInodes}
-	// The command's output goes where it does not mix with ours: with
-	// JSON on stdout, to stderr.
-	src.cmdIn, src.cmdOut, src.cmdErr = os.Stdin, stdout, stderr
-	if opts.JSON {
-		src.cmdOut = stderr
-	}
-	if view != nil {
-		defer view.close() // on every way out: the terminal is given back
-		view.wire(ctx, stop, src, p)
-	}
-	code, err := src.run(ctx, p)
+	rec, err := openRecording(opts, stderr)
 	if err != nil {
 		return err
 	}
+	var in engine.Input = p
+	if rec != nil {
+		in = engine.Tee(rec.w, p)
+	}
+	var src source
+	var replay *replaySource
+	if opts.Read != "" {
+		replay = &replaySource{opts: opts, stderr: stderr}
+		src = replay
+	} else {
+		live := &liveSource{opts: opts, stderr: stderr, procfs: owner.Proc("/proc"),
+			closeWaitOwners: eng.CloseWaitInodes}
+		// The command's output goes where it does not mix with ours:
+		// with JSON on stdout, to stderr.
+		live.cmdIn, live.cmdOut, live.cmdErr = os.Stdin, stdout, stderr
+		if opts.JSON {
+			live.cmdOut = stderr
+		}
+		if view != nil {
+			defer view.close() // on every way out: the terminal is given back
+			view.wire(ctx, stop, live, p)
+		}
+		src = live
+	}
+	code, err := src.run(ctx, in)
+	recErr := rec.close()
+	if err != nil {
+		return errors.Join(err, recErr)
+	}
 	last := eng.Snapshot()
-	var errs []error
+	errs := []error{recErr}
+	if replay != nil {
+		errs = append(errs, replay.truncated)
+	}
 	for _, s := range append(live, final...) {
 		errs = append(errs, s.Final(last))
 	}
@@ -171,6 +206,11 @@ func runSnapshot(opts Options, stdout, stderr io.Writer) error {
 		return err
 	}
 	return (&reportSink{w: stdout, stderr: stderr, json: opts.JSON}).Final(eng.Snapshot())
+}
+
+// source feeds a stream into the pipeline: the live probe, or a capture.
+type source interface {
+	run(ctx context.Context, in engine.Input) (code int, err error)
 }
 
 // pipeline is the Input a source feeds: the engine, plus the sinks that
