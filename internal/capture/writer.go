@@ -36,7 +36,7 @@ type Writer struct {
 
 	st      blockState
 	cols    cols
-	target  int // raw bytes at which a block is written (blockTarget)
+	target  int    // raw bytes at which a block is written (blockTarget)
 	nowNs   uint64 // the latest time the stream told
 	openNs  uint64 // nowNs when the current block got its first record
 	ended   bool
