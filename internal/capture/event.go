@@ -81,7 +81,12 @@ const (
 type sockContext struct {
 	family        event.Family
 	netns         uint32
-	local, remote netip.AddrPort
+	// laddr and raddr are the addresses' places in the block's table,
+	// plus one (0: none known), not the addresses themselves: a
+	// netip.Addr holds a pointer, and thousands of slots rewritten per
+	// event would then cost write barriers and GC scanning.
+	laddr, raddr  uint32
+	lport, rport  uint16
 	pid           uint32 // the last pid/comm seen in process context
 	comm          [16]byte
 }
@@ -186,10 +191,12 @@ func (t *tables) reset() {
 	t.addrs, t.comms, t.strs = t.addrs[:0], t.comms[:0], t.strs[:0]
 }
 
-func (e *enc) addrRef(t *tables, a netip.Addr) {
+// addrRef writes an address by its index, or in full the first time. It
+// returns the index plus one, or 0 when the table is full.
+func (e *enc) addrRef(t *tables, a netip.Addr) uint32 {
 	if id, ok := t.addrIDs[a]; ok {
 		e.uvarint(uint64(id))
-		return
+		return id + 1
 	}
 	id := uint32(len(t.addrs))
 	e.uvarint(uint64(id))
@@ -197,23 +204,31 @@ func (e *enc) addrRef(t *tables, a netip.Addr) {
 	if id < maxTable {
 		t.addrIDs[a] = id
 		t.addrs = append(t.addrs, a)
+		return id + 1
 	}
+	return 0
 }
 
-func (d *dec) addrRef(t *tables) netip.Addr {
+func (d *dec) addrRef(t *tables) (netip.Addr, uint32) {
 	id := d.uvarint()
 	switch {
 	case id < uint64(len(t.addrs)):
-		return t.addrs[id]
+		return t.addrs[id], uint32(id) + 1
 	case id == uint64(len(t.addrs)):
 		a := d.addr()
 		if id < maxTable {
 			t.addrs = append(t.addrs, a)
+			return a, uint32(id) + 1
 		}
-		return a
+		return a, 0
 	}
 	d.fail(fmt.Errorf("address %d not in the table", id))
-	return netip.Addr{}
+	return netip.Addr{}, 0
+}
+
+// sameAddr reports whether ref (an index plus one) names a.
+func (t *tables) sameAddr(ref uint32, a netip.Addr) bool {
+	return ref != 0 && t.addrs[ref-1] == a
 }
 
 // commRef writes a process name by its index, or in full the first time:
@@ -321,16 +336,16 @@ func (c *cols) event(s *eventState, t *tables, ev *event.Event) {
 			mask |= mComm
 		}
 	}
-	if ev.Local.Port() != base.local.Port() {
+	if ev.Local.Port() != base.lport {
 		mask |= mLocalPort
 	}
-	if ev.Remote.Port() != base.remote.Port() {
+	if ev.Remote.Port() != base.rport {
 		mask |= mRemotePort
 	}
-	if ev.Local.Addr() != base.local.Addr() {
+	if !t.sameAddr(base.laddr, ev.Local.Addr()) {
 		mask |= mLocalAddr
 	}
-	if ev.Remote.Addr() != base.remote.Addr() {
+	if !t.sameAddr(base.raddr, ev.Remote.Addr()) {
 		mask |= mRemoteAddr
 	}
 	if ev.CPU != s.prevCPU {
@@ -410,11 +425,12 @@ func (c *cols) event(s *eventState, t *tables, ev *event.Event) {
 	if mask&mRemotePort != 0 {
 		c.port.port(ev.Remote.Port())
 	}
+	laddr, raddr := base.laddr, base.raddr
 	if mask&mLocalAddr != 0 {
-		e.addrRef(t, ev.Local.Addr())
+		laddr = e.addrRef(t, ev.Local.Addr())
 	}
 	if mask&mRemoteAddr != 0 {
-		e.addrRef(t, ev.Remote.Addr())
+		raddr = e.addrRef(t, ev.Remote.Addr())
 	}
 	if mask&mCPU != 0 {
 		e.uvarint(uint64(ev.CPU))
@@ -452,13 +468,13 @@ func (c *cols) event(s *eventState, t *tables, ev *event.Event) {
 	if mask&mOwnerComm != 0 {
 		e.commRef(t, &ev.OwnerComm)
 	}
-	s.remember(i, ev, base, task)
+	s.remember(i, ev, base, task, laddr, raddr)
 }
 
 // remember updates the state both sides keep after an event.
-func (s *eventState) remember(i int, ev *event.Event, base *sockContext, task bool) {
-	ctx := sockContext{family: ev.Family, netns: ev.NetNS, local: ev.Local, remote: ev.Remote,
-		pid: base.pid, comm: base.comm}
+func (s *eventState) remember(i int, ev *event.Event, base *sockContext, task bool, laddr, raddr uint32) {
+	ctx := sockContext{family: ev.Family, netns: ev.NetNS, laddr: laddr, raddr: raddr,
+		lport: ev.Local.Port(), rport: ev.Remote.Port(), pid: base.pid, comm: base.comm}
 	if task {
 		ctx.pid, ctx.comm = ev.PID, ev.Comm
 	}
@@ -546,20 +562,30 @@ func (c *dcols) event(s *eventState, t *tables, tag byte, ev *event.Event) {
 	if mask&mComm != 0 {
 		ev.Comm = d.commRef(t)
 	}
-	local, remote := base.local, base.remote
-	lport, rport := local.Port(), remote.Port()
-	laddr, raddr := local.Addr(), remote.Addr()
+	lport, rport := base.lport, base.rport
 	if mask&mLocalPort != 0 {
 		lport = c.port.port()
 	}
 	if mask&mRemotePort != 0 {
 		rport = c.port.port()
 	}
+	lref, rref := base.laddr, base.raddr
+	var laddr, raddr netip.Addr
 	if mask&mLocalAddr != 0 {
-		laddr = d.addrRef(t)
+		laddr, lref = d.addrRef(t)
+	} else if lref == 0 {
+		c.fail(errors.New("local address unknown"))
+		return
+	} else {
+		laddr = t.addrs[lref-1]
 	}
 	if mask&mRemoteAddr != 0 {
-		raddr = d.addrRef(t)
+		raddr, rref = d.addrRef(t)
+	} else if rref == 0 {
+		c.fail(errors.New("remote address unknown"))
+		return
+	} else {
+		raddr = t.addrs[rref-1]
 	}
 	ev.Local, ev.Remote = netip.AddrPortFrom(laddr, lport), netip.AddrPortFrom(raddr, rport)
 	ev.CPU = s.prevCPU
@@ -608,7 +634,7 @@ func (c *dcols) event(s *eventState, t *tables, tag byte, ev *event.Event) {
 	if c.err() != nil {
 		return
 	}
-	s.remember(i, ev, base, task)
+	s.remember(i, ev, base, task, lref, rref)
 }
 
 // cols are the columns of a block's records: each kind of value in a

@@ -156,9 +156,9 @@ func (e *enc) socket(b *blockState, s *census.Socket) {
 func (d *dec) socket(b *blockState, s *census.Socket) {
 	s.Family = event.Family(d.byte())
 	s.State = event.State(d.byte())
-	la := d.addrRef(&b.tab)
+	la, _ := d.addrRef(&b.tab)
 	s.Local = addrPort(la, d.uint16())
-	ra := d.addrRef(&b.tab)
+	ra, _ := d.addrRef(&b.tab)
 	s.Remote = addrPort(ra, d.uint16())
 	s.Inode = d.uvarint()
 	s.UID = d.uint32()
