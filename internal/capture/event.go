@@ -79,16 +79,16 @@ const (
 // states and time: the base the next event of the socket is written
 // against.
 type sockContext struct {
-	family        event.Family
-	netns         uint32
+	family event.Family
+	netns  uint32
 	// laddr and raddr are the addresses' places in the block's table,
 	// plus one (0: none known), not the addresses themselves: a
 	// netip.Addr holds a pointer, and thousands of slots rewritten per
 	// event would then cost write barriers and GC scanning.
-	laddr, raddr  uint32
-	lport, rport  uint16
-	pid           uint32 // the last pid/comm seen in process context
-	comm          [16]byte
+	laddr, raddr uint32
+	lport, rport uint16
+	pid          uint32 // the last pid/comm seen in process context
+	comm         [16]byte
 }
 
 type slot struct {

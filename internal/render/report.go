@@ -230,6 +230,18 @@ func reportHeader(b *strings.Builder, r *report.Report) {
 
 // reportSummary gives the headline findings in plain words.
 func reportSummary(b *strings.Builder, r *report.Report) {
+	b.WriteString("\nSummary\n")
+	for _, l := range SummaryLines(r) {
+		// Summary lines are read at a glance: wrapped only past the
+		// widest line a report has.
+		reportWrapAt(b, l, "  ", "    ", summaryWidth)
+	}
+}
+
+// SummaryLines are the report's headline findings in plain words, the
+// last one what to do about them: the summary of the text report and of
+// the HTML page.
+func SummaryLines(r *report.Report) []string {
 	var lines []string
 	tw := &r.TimeWait
 	snapshot := r.Mode == report.ModeSnapshot
@@ -318,12 +330,7 @@ func reportSummary(b *strings.Builder, r *report.Report) {
 	default:
 		lines = append(lines, "no problems found")
 	}
-	b.WriteString("\nSummary\n")
-	for _, l := range lines {
-		// Summary lines are read at a glance: wrapped only past the
-		// widest line a report has.
-		reportWrapAt(b, l, "  ", "    ", summaryWidth)
-	}
+	return lines
 }
 
 // reportStateOrder is the order of a connection's life, then the
@@ -712,22 +719,8 @@ func reportSettings(b *strings.Builder, r *report.Report) {
 		b.WriteString("\nSettings (read in the traced network namespace)\n")
 	}
 	t := newReportTable("", "", "")
-	for _, s := range reportSettingList() {
-		v, ok := r.Sysctl[s.key]
-		if !ok {
-			continue
-		}
-		note := s.note
-		switch s.key {
-		case "net.ipv4.tcp_tw_reuse":
-			note = map[string]string{"0": "off", "1": "connect() may reuse TIME_WAIT ports",
-				"2": "reuse for loopback only (default)"}[v]
-		case "net.ipv4.ip_local_port_range":
-			if pr := r.PortExhaustion.PortRange; pr.Size > 0 {
-				note = human.Grouped(pr.Size) + " local ports per destination"
-			}
-		}
-		t.row(s.key, v, note)
+	for _, s := range Settings(r) {
+		t.row(s.Key, s.Value, s.Note)
 	}
 	if len(t.rows) == 0 {
 		b.WriteString("  (no sysctls were read)\n")
@@ -748,6 +741,67 @@ func reportSettings(b *strings.Builder, r *report.Report) {
 				"    not as they end: they are not expiries and kills)\n")
 		}
 	}
+}
+
+// Setting is a sysctl a report shows, with what its value means for
+// TIME_WAIT and CLOSE_WAIT.
+type Setting struct{ Key, Value, Note string }
+
+// Settings lists the sysctls of r worth showing, in the order of the
+// text report.
+func Settings(r *report.Report) []Setting {
+	var out []Setting
+	for _, s := range reportSettingList() {
+		v, ok := r.Sysctl[s.key]
+		if !ok {
+			continue
+		}
+		note := s.note
+		switch s.key {
+		case "net.ipv4.tcp_tw_reuse":
+			note = map[string]string{"0": "off", "1": "connect() may reuse TIME_WAIT ports",
+				"2": "reuse for loopback only (default)"}[v]
+		case "net.ipv4.ip_local_port_range":
+			if pr := r.PortExhaustion.PortRange; pr.Size > 0 {
+				note = human.Grouped(pr.Size) + " local ports per destination"
+			}
+		}
+		out = append(out, Setting{Key: s.key, Value: v, Note: note})
+	}
+	return out
+}
+
+// CounterNote says what a /proc/net/netstat counter about TIME_WAIT
+// means ("" for the others).
+func CounterNote(key string) string {
+	for _, c := range reportCounters() {
+		if c.key == key {
+			return c.note
+		}
+	}
+	return ""
+}
+
+// Evidence prints an advice's evidence as "key=value" pairs in key order.
+func Evidence(m map[string]any) string { return reportEvidence(m) }
+
+// SysctlConf is how to apply r's sysctl advice, as the text report says
+// it (the sysctl.d file, each line with a comment saying what it does,
+// per namespace with --all-netns), without the report's indent; "" when
+// there is nothing to apply.
+func SysctlConf(r *report.Report) string {
+	var b strings.Builder
+	reportRecommendations(&b, r)
+	_, rest, ok := strings.Cut(b.String(), "\n  To apply")
+	if !ok {
+		return ""
+	}
+	var out strings.Builder
+	out.WriteString("To apply")
+	for line := range strings.Lines(rest) {
+		out.WriteString(strings.TrimPrefix(line, "  "))
+	}
+	return out.String()
 }
 
 // reportSysctlNote is the comment written above a sysctl in the sysctl.d
