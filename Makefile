@@ -66,6 +66,7 @@ fuzz: ## Fuzz the decoders of outside bytes for a while each
 	$(GO) test -run '^$$' -fuzz FuzzReadNetstat -fuzztime 30s ./internal/hostinfo
 	$(GO) test -run '^$$' -fuzz FuzzText -fuzztime 30s ./internal/safe
 	$(GO) test -run '^$$' -fuzz FuzzParseCgroup -fuzztime 30s ./internal/netns
+	$(GO) test -run '^$$' -fuzz FuzzReplay -fuzztime 30s ./internal/capture
 
 vet: ## go vet
 	$(GO) vet ./...

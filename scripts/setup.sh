@@ -2,7 +2,8 @@
 # setup.sh installs what tcptrace's tests need on Debian or Ubuntu:
 #   scripts/setup.sh             the tests: iproute2 (ip netns, ss), tmux (the live view's terminal test),
 #                                prometheus (promtool checks the metrics and the deploy files),
-#                                util-linux (setpriv: tcptrace --snapshot run as an ordinary user)
+#                                util-linux (setpriv: tcptrace --snapshot run as an ordinary user),
+#                                chromium (headless: the HTML report renders)
 #   scripts/setup.sh --generate  also clang-19, llvm-19 and libbpf-dev (make generate)
 #   scripts/setup.sh --bench     also libbpf-tools (the tcpstates peer), nginx-light and wrk
 #                                (the load test), GNU time, bpftool and jq, for make bench
@@ -15,6 +16,7 @@ command -v ip >/dev/null 2>&1 || need="$need iproute2"
 command -v tmux >/dev/null 2>&1 || need="$need tmux"
 command -v promtool >/dev/null 2>&1 || need="$need prometheus"
 command -v setpriv >/dev/null 2>&1 || need="$need util-linux"
+command -v chromium >/dev/null 2>&1 || need="$need chromium"
 for arg in "$@"; do
 	case "$arg" in
 	--generate)
