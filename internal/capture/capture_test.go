@@ -26,6 +26,7 @@ type record struct {
 	Census *engine.Census
 	Flush  *uint64
 	Tick   *engine.Tick
+	NS     *engine.Namespace
 	End    *engine.End
 }
 
@@ -59,6 +60,12 @@ func (r *recorder) Tick(t *engine.Tick) {
 	x := *t
 	x.Netstat = cloneMap(t.Netstat)
 	r.recs = append(r.recs, record{Tick: &x})
+}
+
+func (r *recorder) Namespace(n *engine.Namespace) {
+	x := *n
+	x.Sysctl, x.Netstat = cloneMap(n.Sysctl), cloneMap(n.Netstat)
+	r.recs = append(r.recs, record{NS: &x})
 }
 
 func (r *recorder) End(e *engine.End) {
@@ -97,6 +104,8 @@ func feed(in engine.Input, recs []record) {
 			in.Flush(*r.Flush)
 		case r.Tick != nil:
 			in.Tick(r.Tick)
+		case r.NS != nil:
+			in.Namespace(r.NS)
 		case r.End != nil:
 			in.End(r.End)
 		}
@@ -155,6 +164,8 @@ func show(r record) string {
 		return fmt.Sprintf("flush %d", *r.Flush)
 	case r.Tick != nil:
 		return fmt.Sprintf("tick %+v", *r.Tick)
+	case r.NS != nil:
+		return fmt.Sprintf("namespace %+v", *r.NS)
 	}
 	return fmt.Sprintf("end %+v", *r.End)
 }
@@ -259,7 +270,8 @@ func TestEveryFieldRoundTrips(t *testing.T) {
 		last = ev
 		recs = append(recs, record{Event: ev})
 		if i%50 == 0 {
-			recs = append(recs, record{Census: fillNew[engine.Census](f)}, record{Tick: fillNew[engine.Tick](f)})
+			recs = append(recs, record{Census: fillNew[engine.Census](f)}, record{Tick: fillNew[engine.Tick](f)},
+				record{NS: fillNew[engine.Namespace](f)})
 			n := f.rng.Uint64()
 			recs = append(recs, record{Flush: &n})
 		}

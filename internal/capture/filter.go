@@ -273,6 +273,13 @@ func (fi *FilterInput) Tick(t *engine.Tick) {
 	}
 }
 
+// Namespace implements engine.Input.
+func (fi *FilterInput) Namespace(n *engine.Namespace) {
+	if fi.err == nil {
+		fi.next.Namespace(n)
+	}
+}
+
 // End implements engine.Input.
 func (fi *FilterInput) End(e *engine.End) {
 	if fi.err == nil {
@@ -310,6 +317,9 @@ func (o *OwnerScan) Flush(uint64) {}
 
 // Tick implements engine.Input.
 func (o *OwnerScan) Tick(*engine.Tick) {}
+
+// Namespace implements engine.Input.
+func (o *OwnerScan) Namespace(*engine.Namespace) {}
 
 // End implements engine.Input.
 func (o *OwnerScan) End(*engine.End) {}

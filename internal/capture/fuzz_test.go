@@ -19,6 +19,8 @@ func (d *discard) Flush(uint64)          { d.n++ }
 func (d *discard) Tick(*engine.Tick)     { d.n++ }
 func (d *discard) End(*engine.End)       { d.n++ }
 
+func (d *discard) Namespace(*engine.Namespace) { d.n++ }
+
 // FuzzReplay: no bytes make the reader panic or hang; `go test` runs the
 // seeds (a real capture, cut and damaged), `make fuzz` explores.
 func FuzzReplay(f *testing.F) {

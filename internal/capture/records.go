@@ -21,6 +21,8 @@ const (
 	tagFlush  = 0x03
 	tagTick   = 0x04
 	tagEnd    = 0x05
+	// 0x06 is tagOtherEvent (event.go).
+	tagNamespace = 0x07
 )
 
 // blockState is what the writer and the reader of a block remember; it is
@@ -151,6 +153,41 @@ func (e *enc) socket(b *blockState, s *census.Socket) {
 	e.uvarint(uint64(s.RQueue))
 	e.uvarint(uint64(s.WQueue))
 	e.uvarint(uint64(s.IfIndex))
+	e.tcpInfo(&s.Info)
+}
+
+// tcpInfo writes a census socket's tcp_info; most sockets of a census
+// (mini-sockets, and all when it was not asked for) have none.
+func (e *enc) tcpInfo(i *census.TCPInfo) {
+	e.uvarint(uint64(i.Len))
+	if *i == (census.TCPInfo{Len: i.Len}) {
+		e.byte(0)
+		return
+	}
+	e.byte(1)
+	e.byte(i.State)
+	for _, v := range []uint32{i.LastDataSentMs, i.LastDataRecvMs, i.LastAckRecvMs, i.RTTus, i.TotalRetrans,
+		i.SegsOut, i.SegsIn, i.DataSegsIn, i.DataSegsOut} {
+		e.uvarint(uint64(v))
+	}
+	e.uvarint(i.BytesAcked)
+	e.uvarint(i.BytesReceived)
+	e.uvarint(i.BytesSent)
+}
+
+func (d *dec) tcpInfo(i *census.TCPInfo) {
+	i.Len = d.uint16()
+	if !d.bool() {
+		return
+	}
+	i.State = d.byte()
+	for _, p := range []*uint32{&i.LastDataSentMs, &i.LastDataRecvMs, &i.LastAckRecvMs, &i.RTTus, &i.TotalRetrans,
+		&i.SegsOut, &i.SegsIn, &i.DataSegsIn, &i.DataSegsOut} {
+		*p = d.uint32()
+	}
+	i.BytesAcked = d.uvarint()
+	i.BytesReceived = d.uvarint()
+	i.BytesSent = d.uvarint()
 }
 
 func (d *dec) socket(b *blockState, s *census.Socket) {
@@ -169,6 +206,7 @@ func (d *dec) socket(b *blockState, s *census.Socket) {
 	s.RQueue = d.uint32()
 	s.WQueue = d.uint32()
 	s.IfIndex = d.uint32()
+	d.tcpInfo(&s.Info)
 }
 
 func (e *enc) census(b *blockState, c *engine.Census) {
@@ -176,6 +214,8 @@ func (e *enc) census(b *blockState, c *engine.Census) {
 	e.uvarint(uint64(c.NetNS))
 	e.uvarint(uint64(c.States))
 	e.string(c.Err)
+	e.varint(int64(c.OwnersUnreadable))
+	e.duration(c.Took)
 	if c.Sockets == nil {
 		e.uvarint(0)
 	} else {
@@ -196,12 +236,16 @@ func (e *enc) census(b *blockState, c *engine.Census) {
 		e.strRef(&b.tab, o.Comm)
 		e.strRef(&b.tab, o.Cmdline)
 		e.varint(int64(o.Holders))
+		e.varint(int64(o.FD))
+		e.varint(int64(o.FDs))
+		e.varint(int64(o.FDLimit))
 	}
 }
 
 func (d *dec) census(b *blockState) *engine.Census {
-	c := &engine.Census{TakenNs: d.uvarint(), NetNS: d.uint32(), States: census.StateMask(d.uint32()), Err: d.string()}
-	if n := d.optCount(15); n >= 0 {
+	c := &engine.Census{TakenNs: d.uvarint(), NetNS: d.uint32(), States: census.StateMask(d.uint32()), Err: d.string(),
+		OwnersUnreadable: d.int(), Took: d.duration()}
+	if n := d.optCount(17); n >= 0 {
 		c.Sockets = make([]census.Socket, n)
 		for i := range c.Sockets {
 			d.socket(b, &c.Sockets[i])
@@ -211,14 +255,66 @@ func (d *dec) census(b *blockState) *engine.Census {
 		c.Owners = make(map[uint64]report.Owner, n)
 		for range n {
 			ino := d.uvarint()
-			c.Owners[ino] = report.Owner{PID: d.int(), Comm: d.strRef(&b.tab), Cmdline: d.strRef(&b.tab), Holders: d.int()}
+			c.Owners[ino] = report.Owner{PID: d.int(), Comm: d.strRef(&b.tab), Cmdline: d.strRef(&b.tab), Holders: d.int(),
+				FD: d.int(), FDs: d.int(), FDLimit: d.int()}
 		}
 	}
 	return c
 }
 
+// namespace writes a namespace's facts. Its counters are written whole:
+// the delta base of the ticks is tcptrace's own namespace.
+func (e *enc) namespace(b *blockState, n *engine.Namespace) {
+	e.uvarint(n.TakenNs)
+	e.uvarint(uint64(n.NetNS))
+	e.bool(n.Gone)
+	id := &n.Identity
+	e.string(id.Name)
+	e.string(id.ContainerID)
+	e.string(id.PodUID)
+	e.string(id.Runtime)
+	e.varint(int64(id.PID))
+	e.string(id.Comm)
+	e.stringMap(n.Sysctl)
+	e.uint64Map(&b.tab, n.Netstat)
+	e.string(n.Err)
+}
+
+func (d *dec) namespace(b *blockState) *engine.Namespace {
+	return &engine.Namespace{TakenNs: d.uvarint(), NetNS: d.uint32(), Gone: d.bool(),
+		Identity: report.NetNSIdentity{Name: d.string(), ContainerID: d.string(), PodUID: d.string(),
+			Runtime: d.string(), PID: d.int(), Comm: d.string()},
+		Sysctl: d.stringMap(), Netstat: d.uint64Map(&b.tab), Err: d.string()}
+}
+
+func (e *enc) uint64Map(t *tables, m map[string]uint64) {
+	if m == nil {
+		e.uvarint(0)
+		return
+	}
+	e.uvarint(uint64(len(m)) + 1)
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		e.strRef(t, k)
+		e.uvarint(m[k])
+	}
+}
+
+func (d *dec) uint64Map(t *tables) map[string]uint64 {
+	n := d.optCount(2)
+	if n < 0 {
+		return nil
+	}
+	m := make(map[string]uint64, n)
+	for range n {
+		k := d.strRef(t)
+		m[k] = d.uvarint()
+	}
+	return m
+}
+
 func (e *enc) loss(l *report.Loss) {
 	e.uvarint(l.RingFull)
+	e.uint64s(l.RingFullByCPU)
 	e.uvarint(l.Recursion)
 	e.uvarint(l.Rescued)
 	e.uvarint(l.TimerMisses)
@@ -228,7 +324,7 @@ func (e *enc) loss(l *report.Loss) {
 }
 
 func (d *dec) loss() report.Loss {
-	return report.Loss{RingFull: d.uvarint(), Recursion: d.uvarint(), Rescued: d.uvarint(),
+	return report.Loss{RingFull: d.uvarint(), RingFullByCPU: d.uint64s(), Recursion: d.uvarint(), Rescued: d.uvarint(),
 		TimerMisses: d.uvarint(), Written: d.uvarint(), Read: d.uvarint(), Unseen: d.uvarint()}
 }
 
@@ -315,6 +411,9 @@ func replayBlock(raw []byte, b *blockState, in engine.Input, ev *event.Event) (e
 		case tagTick:
 			t := body.tick(b)
 			apply = func() { in.Tick(t) }
+		case tagNamespace:
+			x := body.namespace(b)
+			apply = func() { in.Namespace(x) }
 		case tagEnd:
 			x := body.end(b)
 			ended = true

@@ -43,6 +43,17 @@ func (e *enc) strings(ss []string) {
 	}
 }
 
+func (e *enc) uint64s(v []uint64) {
+	if v == nil {
+		e.uvarint(0)
+		return
+	}
+	e.uvarint(uint64(len(v)) + 1)
+	for _, x := range v {
+		e.uvarint(x)
+	}
+}
+
 func (e *enc) time(t time.Time) {
 	if t.IsZero() {
 		e.byte(0)
@@ -243,6 +254,18 @@ func (d *dec) strings() []string {
 	out := make([]string, n)
 	for i := range out {
 		out[i] = d.string()
+	}
+	return out
+}
+
+func (d *dec) uint64s() []uint64 {
+	n := d.optCount(1)
+	if n < 0 {
+		return nil
+	}
+	out := make([]uint64, n)
+	for i := range out {
+		out[i] = d.uvarint()
 	}
 	return out
 }

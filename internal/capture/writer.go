@@ -234,6 +234,15 @@ func (w *Writer) Tick(t *engine.Tick) {
 	}
 }
 
+// Namespace implements engine.Input.
+func (w *Writer) Namespace(n *engine.Namespace) {
+	w.nowNs = max(w.nowNs, n.TakenNs)
+	if !w.begin() {
+		return
+	}
+	w.record(tagNamespace, func(e *enc) { e.namespace(&w.st, n) })
+}
+
 // End implements engine.Input: it writes the End record and the last
 // block. Close still must be called.
 func (w *Writer) End(x *engine.End) {

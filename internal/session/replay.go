@@ -154,4 +154,6 @@ func (t *streamTail) Tick(k *engine.Tick) {
 	t.next.Tick(k)
 }
 
+func (t *streamTail) Namespace(n *engine.Namespace) { t.next.Namespace(n) }
+
 func (t *streamTail) End(e *engine.End) { t.next.End(e) }

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -185,12 +186,13 @@ func TestReplayEvents(t *testing.T) {
 	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &sum); err != nil || sum.Type != "summary" || sum.Events < 8000 {
 		t.Fatalf("last line %q: want the summary of about 8k events", lines[len(lines)-1])
 	}
-	churnPort := 37281
+	top := replayReport(t, Options{}).TimeWait.Top // the churns' servers
+	churnPort, other := top[0].Port, top[1].Port
 	text, _, err := replayRun(t, Options{Events: true, Port: churnPort})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(text, ":37281") || strings.Contains(text, ":39729 ") {
+	if !strings.Contains(text, fmt.Sprintf(":%d ", churnPort)) || strings.Contains(text, fmt.Sprintf(":%d ", other)) {
 		t.Errorf("--port %d events show other ports:\n%.2000s", churnPort, text)
 	}
 	golden(t, "v1-leak-port.events.txt.golden", firstLines(text, 40))
@@ -205,9 +207,10 @@ func firstLines(s string, n int) string {
 // says so in its scope; a filter the capture contradicts is an error.
 func TestReplayFilters(t *testing.T) {
 	all := replayReport(t, Options{})
-	port := replayReport(t, Options{Port: 37281})
-	if port.Scope.Port != 37281 || len(port.Scope.ReplayFilters) != 1 || port.Scope.ReplayFilters[0] != "port" {
-		t.Errorf("scope %+v: want port 37281 filtered on replay", port.Scope)
+	churnPort := all.TimeWait.Top[0].Port
+	port := replayReport(t, Options{Port: churnPort})
+	if port.Scope.Port != churnPort || len(port.Scope.ReplayFilters) != 1 || port.Scope.ReplayFilters[0] != "port" {
+		t.Errorf("scope %+v: want port %d filtered on replay", port.Scope, churnPort)
 	}
 	if port.TimeWait.Created >= all.TimeWait.Created || port.TimeWait.Created == 0 || len(port.CloseWait.Leaked) != 0 {
 		t.Errorf("--port: %d TIME_WAIT created (of %d), %d leaks; want fewer, and no leak (it is on another port)",

@@ -133,12 +133,9 @@ func Run(ctx context.Context, opts Options, stdout, stderr io.Writer) error {
 		}
 		final = append(final, &reportSink{w: stdout, stderr: stderr, json: opts.JSON})
 	}
-<<<<<<< HEAD
 	if exporter != nil {
 		live = append(live, exporter)
 	}
-=======
->>>>>>> 7bdee5f (--html FILE: one self-contained page (internal/render/html, html/template, inline CSS and SVG): summary and advice with evidence and the sysctl.d file, TIME_WAIT/orphan/CLOSE_WAIT populations and rates over time, lifetime percentiles per state on a log scale, top destinations, the CLOSE_WAIT leak tables, port exhaustion, settings, counter deltas, scope; render exports SummaryLines, Settings, CounterNote, Evidence, SysctlConf so text and page say the same)
 	if opts.HTML != "" {
 		final = append(final, &htmlSink{path: opts.HTML})
 	}
