@@ -17,7 +17,8 @@ func addCaptureFlags(fs *pflag.FlagSet, o *session.Options) {
 }
 
 // liveOnly are the flags that mean nothing when replaying a capture.
-var liveOnly = []string{"duration", "all-netns", "interval", "max-sockets", "ring-size", "ready-file", "dev-skip", "dev-idle"}
+var liveOnly = []string{"snapshot", "metrics", "duration", "all-netns", "interval", "max-sockets", "ring-size",
+	"ready-file", "dev-skip", "dev-idle"}
 
 // checkCaptureFlags checks the capture flags against the others.
 func checkCaptureFlags(fs *pflag.FlagSet, o *session.Options) error {
@@ -26,7 +27,7 @@ func checkCaptureFlags(fs *pflag.FlagSet, o *session.Options) error {
 	}
 	for _, name := range liveOnly {
 		if fs.Changed(name) {
-			return fmt.Errorf("--%s has no effect with --read: the capture was traced with its own", name)
+			return fmt.Errorf("--%s applies to tracing, not to --read: the capture holds what its trace had", name)
 		}
 	}
 	if len(o.Command) > 0 {

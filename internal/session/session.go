@@ -201,11 +201,26 @@ func Run(ctx context.Context, opts Options, stdout, stderr io.Writer) error {
 // same engine and report sink as a trace.
 func runSnapshot(opts Options, stdout, stderr io.Writer) error {
 	eng := engine.New(engine.Config{})
-	src := &snapshotSource{opts: opts, procfs: owner.Proc("/proc")}
-	if err := src.run(eng); err != nil {
+	rec, err := openRecording(opts, stderr)
+	if err != nil {
 		return err
 	}
-	return (&reportSink{w: stdout, stderr: stderr, json: opts.JSON}).Final(eng.Snapshot())
+	var in engine.Input = eng
+	if rec != nil {
+		in = engine.Tee(rec.w, eng)
+	}
+	src := &snapshotSource{opts: opts, procfs: owner.Proc("/proc")}
+	err = src.run(in)
+	recErr := rec.close()
+	if err != nil {
+		return errors.Join(err, recErr)
+	}
+	snap := eng.Snapshot()
+	errs := []error{(&reportSink{w: stdout, stderr: stderr, json: opts.JSON}).Final(snap), recErr}
+	if opts.HTML != "" {
+		errs = append(errs, (&htmlSink{path: opts.HTML}).Final(snap))
+	}
+	return errors.Join(errs...)
 }
 
 // source feeds a stream into the pipeline: the live probe, or a capture.
