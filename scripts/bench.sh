@@ -17,6 +17,8 @@
 # needs (scripts/setup.sh --bench: libbpf-tools, nginx-light, wrk, bpftool,
 # GNU time, jq).
 #
+# tcptrace-w is tcptrace recording a capture file (-w) on the way; it also
+# prints the captures' size per event.
 # Besides untraced, tcptrace and tcpstates, MODES takes builds of tcptrace
 # with parts switched off, to show where its cost goes (make breakdown):
 #   no-timer-start   without the timer_start program
@@ -64,9 +66,10 @@ run() { # run SCENARIO MODE ROUND
 	untraced)
 		load_run "$scen" "$ns" "$out"
 		;;
-	tcptrace | no-timer-start | no-timers | idle | idle-no-timers)
+	tcptrace | tcptrace-w | no-timer-start | no-timers | idle | idle-no-timers)
 		case "$mode" in
 		tcptrace) dev="" ;;
+		tcptrace-w) dev="-w $out.tcpcap" ;;
 		no-timer-start) dev="--dev-skip timer_start" ;;
 		no-timers) dev="--dev-skip timer_start,timer_cancel,timer_expire" ;;
 		idle) dev="--dev-idle" ;;
@@ -84,6 +87,12 @@ run() { # run SCENARIO MODE ROUND
 		pkill -INT -P "$tpid"
 		wait "$tpid" || true
 		tpid=""
+		if [ "$mode" = tcptrace-w ]; then
+			# The capture's size, and the events the report counted.
+			echo "$(stat -c %s "$out.tcpcap") $(sed -n 's/.*"events":\([0-9]*\).*/\1/p' "$out.report" | tail -1)" \
+				>>"$work/$scen.capture.sizes"
+			rm -f "$out.tcpcap"
+		fi
 		;;
 	tcpstates)
 		# tcpstates attaches a classic tracepoint, which needs tracefs;
@@ -183,6 +192,10 @@ for scen in $SCENARIOS; do
 			"$(ratios "$scen" "$mode" | median)" "$(ratios "$scen" "$mode" | tr '\n' ' ')"
 	done
 	echo "(ratio: of the medians; round ratio: median of the ratios within each round)"
+	if [ -s "$work/$scen.capture.sizes" ]; then
+		awk '{b+=$1; e+=$2} END {printf "tcptrace-w: captures of %.1f MB a run, %.2f bytes per event\n", b/NR/1e6, b/e}' \
+			"$work/$scen.capture.sizes"
+	fi
 	case " $MODES " in *" tcptrace "*) check "$scen" ;; esac
 done
 
