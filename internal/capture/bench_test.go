@@ -13,12 +13,7 @@ import (
 // to io.Discard.
 func BenchmarkWriterEvent(b *testing.B) {
 	recs := storm(20000)
-	var evs []event.Event
-	for _, r := range recs {
-		if r.Event != nil {
-			evs = append(evs, *r.Event)
-		}
-	}
+	evs := stormEvents(recs)
 	w := NewWriter(io.Discard)
 	w.Start(recs[0].Start)
 	b.ReportAllocs()
@@ -38,13 +33,7 @@ func BenchmarkWriterEvent(b *testing.B) {
 // BenchmarkEncodeEvent is the encoding alone, the part that runs on the
 // goroutine reading the kernel.
 func BenchmarkEncodeEvent(b *testing.B) {
-	recs := storm(20000)
-	var evs []event.Event
-	for _, r := range recs {
-		if r.Event != nil {
-			evs = append(evs, *r.Event)
-		}
-	}
+	evs := stormEvents(storm(20000))
 	var st blockState
 	st.reset()
 	var c cols
@@ -74,4 +63,15 @@ func BenchmarkReplayEvent(b *testing.B) {
 		n += len(recs)
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(n), "ns/record")
+}
+
+// stormEvents returns the events of a storm's records.
+func stormEvents(recs []record) []event.Event {
+	var evs []event.Event
+	for _, r := range recs {
+		if r.Event != nil {
+			evs = append(evs, *r.Event)
+		}
+	}
+	return evs
 }
