@@ -136,12 +136,16 @@ func TestScenarioMetrics(t *testing.T) {
 	host, p, _ := net.SplitHostPort(c.Server)
 
 	// The counters catch up within an interval of the kernel's work; the
-	// leak's owner is named at the next owner scan (every 5 s).
+	// leak's owner is named at the next owner scan (every 5 s). The
+	// scrapes' own client sockets pass through CLOSE_WAIT (tcptrace's
+	// server closes first), so a census may catch one: wait for a snapshot
+	// whose census came between two scrapes.
 	s, text := waitMetric(t, ns, addr, "the churn and the named leak", func(s map[string]float64) bool {
 		created, _ := find(s, "tcptrace_time_wait_created_total", netns, `role="client"`)
 		fails, _ := find(s, "tcptrace_connect_eaddrnotavail_total", netns)
 		leaked, _ := find(s, "tcptrace_close_wait_leaked_sockets", netns, fmt.Sprintf(`pid="%d"`, pid))
-		return created >= float64(c.Connections) && fails >= failed && leaked == 3
+		closeWait, _ := find(s, "tcptrace_sockets", netns, `state="CLOSE_WAIT"`)
+		return created >= float64(c.Connections) && fails >= failed && leaked == 3 && closeWait == 3
 	})
 	promtest.Check(t, []byte(text), "check", "metrics")
 	for _, tc := range []struct {

@@ -308,7 +308,10 @@ func (s *liveSource) loop(ctx context.Context, in engine.Input, c *censusLoop) e
 		switch {
 		case err == nil:
 		case errors.Is(err, probe.ErrIdle):
-			in.Flush(monoNow())
+			// Settle only what the merged stream is complete up to: a
+			// timer cancel whose follow-up record is still held back in
+			// another pass is not a kill.
+			in.Flush(s.probe.Through())
 		case errors.Is(err, probe.ErrClosed):
 			in.Flush(^uint64(0))
 			return nil
