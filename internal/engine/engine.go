@@ -439,8 +439,12 @@ func (e *Engine) report(stats *tracker.Stats) *report.Report {
 		PreexistingTimeWait: e.preTimeWait, PreexistingOrphans: e.preOrphans,
 		FullFinWait2: -1,
 		TopN:         e.cfg.TopN,
+		MaxLeaked:    e.maxLeaked(),
 		Command:      e.command,
-		Owners:       map[uint64]report.Owner{},
+		// Read only, while Build runs: it holds the owners of the
+		// CLOSE_WAIT sockets of every namespace's latest census, by
+		// inode (unique host-wide).
+		Owners: e.owners,
 	}
 	if st.Netstat != nil && e.netstat != nil {
 		in.Netstat = hostinfo.Netstat(e.netstat).Delta(st.Netstat)
@@ -464,7 +468,7 @@ func (e *Engine) report(stats *tracker.Stats) *report.Report {
 			}
 			in.CensusNetNS[ns] = true
 		}
-		in.CloseWait = e.censusSockets(ns, n, in.CloseWait, in.Owners)
+		in.CloseWait = e.censusSockets(ns, n, in.CloseWait)
 	}
 	r := report.Build(in)
 	if !st.Scope.AllNetNS || len(e.ns) == 0 {
@@ -481,6 +485,18 @@ func (e *Engine) report(stats *tracker.Stats) *report.Report {
 	return r
 }
 
+// midTraceLeaks bounds the leaked sockets listed one by one in the
+// snapshots taken while tracing (the live view and the metrics read the
+// per-process counts); the final report lists every one.
+const midTraceLeaks = 1000
+
+func (e *Engine) maxLeaked() int {
+	if e.ended {
+		return 0
+	}
+	return midTraceLeaks
+}
+
 // nsOrder lists the namespaces known: tcptrace's own first, then by inode.
 func (e *Engine) nsOrder() []uint32 {
 	out := slices.Sorted(maps.Keys(e.ns))
@@ -490,17 +506,14 @@ func (e *Engine) nsOrder() []uint32 {
 	return out
 }
 
-// censusSockets appends namespace ns's CLOSE_WAIT census to dst, and their
-// known owners to owners.
-func (e *Engine) censusSockets(ns uint32, n *nsState, dst []report.CensusSocket, owners map[uint64]report.Owner) []report.CensusSocket {
+// censusSockets appends namespace ns's CLOSE_WAIT census to dst.
+func (e *Engine) censusSockets(ns uint32, n *nsState, dst []report.CensusSocket) []report.CensusSocket {
+	dst = slices.Grow(dst, len(n.closeWait))
 	for i := range n.closeWait {
 		s := &n.closeWait[i]
 		c := censusSocket(s, n.first[sockKey{s.Local, s.Remote}])
 		c.NetNS, c.TakenNs, c.Listening = ns, n.closeWaitNs, n.listening(s.Local.Port())
 		dst = append(dst, c)
-		if o, ok := e.owners[s.Inode]; ok && s.Inode != 0 {
-			owners[s.Inode] = o
-		}
 	}
 	return dst
 }
@@ -552,7 +565,11 @@ func (e *Engine) nsReport(stats *tracker.Stats, ns uint32) report.Namespace {
 		CensusOK:     n.ok,
 		FullFinWait2: n.fullFinWait2,
 		TopN:         e.cfg.TopN,
-		Owners:       map[uint64]report.Owner{},
+		MaxLeaked:    e.maxLeaked(),
+		// Read only, while Build runs: it holds the owners of the
+		// CLOSE_WAIT sockets of every namespace's latest census, by
+		// inode (unique host-wide).
+		Owners: e.owners,
 	}
 	if ns == st.OwnNetNS {
 		in.StartNs = st.StartNs
@@ -566,7 +583,7 @@ func (e *Engine) nsReport(stats *tracker.Stats, ns uint32) report.Namespace {
 		in.Netstat = hostinfo.Netstat(e.netstat).Delta(st.Netstat)
 	}
 	if n.ok {
-		in.CloseWait = e.censusSockets(ns, n, nil, in.Owners)
+		in.CloseWait = e.censusSockets(ns, n, nil)
 		in.OwnersUnreadable = n.unreadable
 		e.censusFacts(&in, n)
 	}

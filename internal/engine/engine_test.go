@@ -366,3 +366,24 @@ func TestRecordsInFlightAreNotDrops(t *testing.T) {
 		t.Errorf("at the end: dropped %d, written %d; want 17 (10 never read), 5000", s.Report.Dropped, s.Report.Loss.Written)
 	}
 }
+
+// BenchmarkSnapshotManyLeaks is the incident case: 50,000 CLOSE_WAIT
+// sockets held by one process, a snapshot per interval.
+func BenchmarkSnapshotManyLeaks(b *testing.B) {
+	e := New(Config{})
+	e.Start(testStart())
+	c := &Census{TakenNs: t0, NetNS: eventtest.NetNS, States: census.Mask(event.CloseWait),
+		Owners: map[uint64]report.Owner{}}
+	for i := range 50000 {
+		ino := uint64(1000 + i)
+		c.Sockets = append(c.Sockets, sock(event.CloseWait, "10.0.0.2:80",
+			netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 1, byte(i >> 8), byte(i)}), 5555).String(), ino))
+		c.Owners[ino] = report.Owner{PID: 4242, Comm: "leaky"}
+	}
+	e.Census(c)
+	e.Tick(&Tick{NowNs: t0 + 60*sec})
+	b.ReportAllocs()
+	for b.Loop() {
+		e.Snapshot()
+	}
+}

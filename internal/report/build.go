@@ -126,8 +126,12 @@ type Input struct {
 	// -1 takes the tracker's count.
 	FullFinWait2 int
 	// TopN bounds the destination lists. Default 10.
-	TopN    int
-	Command *Command
+	TopN int
+	// MaxLeaked, if positive, bounds CloseWait.Leaked to the oldest
+	// MaxLeaked sockets; counts and ByProcess still cover every one. A
+	// snapshot taken every interval needs no list of 100,000 sockets.
+	MaxLeaked int
+	Command   *Command
 }
 
 // Build assembles the report from what was measured. It does not fill

@@ -31,6 +31,7 @@ const (
 // report derives for it.
 type cwSock struct {
 	leak    Leak
+	remote  netip.AddrPort // the peer, unmapped
 	sinceNs uint64
 	// idleMs is the time from its last data received to the peer's FIN;
 	// -1 unknown.
@@ -56,7 +57,7 @@ func closeWait(in *Input) CloseWait {
 		tracked[key{keyNS(s.NetNS), unmap(s.Local), unmap(s.Remote)}] = s
 	}
 	roles := newRoler(in)
-	var all []cwSock // every CLOSE_WAIT socket, leaked or not
+	all := make([]cwSock, 0, len(in.CloseWait)+len(in.Stats.CloseWait)) // every CLOSE_WAIT socket, leaked or not
 	if in.CensusOK {
 		for _, c := range in.CloseWait {
 			l := Leak{Laddr: addrString(c.Local.Addr()), Lport: int(c.Local.Port()),
@@ -66,7 +67,7 @@ func closeWait(in *Input) CloseWait {
 				l.PID, l.Comm, l.Cmdline, l.Holders, l.FD = o.PID, o.Comm, o.Cmdline, o.Holders, o.FD
 			}
 			k := key{keyNS(c.NetNS), unmap(c.Local), unmap(c.Remote)}
-			cs := cwSock{idleMs: -1}
+			cs := cwSock{idleMs: -1, remote: unmap(c.Remote)}
 			if c.Info.Known && c.Info.LastDataRecvMs >= c.Info.LastAckRecvMs {
 				cs.idleMs = int64(c.Info.LastDataRecvMs - c.Info.LastAckRecvMs)
 			}
@@ -102,7 +103,7 @@ func closeWait(in *Input) CloseWait {
 		if role == "unknown" {
 			role = ""
 		}
-		all = append(all, cwSock{sinceNs: t.SinceNs, idleMs: -1, leak: Leak{PID: int(t.OwnerPID), Comm: t.OwnerComm,
+		all = append(all, cwSock{sinceNs: t.SinceNs, idleMs: -1, remote: unmap(t.Remote), leak: Leak{PID: int(t.OwnerPID), Comm: t.OwnerComm,
 			Laddr: addrString(t.Local.Addr()), Lport: int(t.Local.Port()),
 			Raddr: addrString(t.Remote.Addr()), Rport: int(t.Remote.Port()),
 			AgeSource: AgeTraced, Role: role, FD: -1, NetNS: nsIfAll(in.Scope, t.NetNS)}})
@@ -116,6 +117,7 @@ func closeWait(in *Input) CloseWait {
 		pid int
 	}
 	byPID := map[owner][]*cwSock{} // every CLOSE_WAIT socket of each process
+	var leaked []*cwSock
 	for i := range all {
 		s := &all[i]
 		s.leak.AgeS = seconds(in.EndNs - min(s.sinceNs, in.EndNs))
@@ -124,12 +126,20 @@ func closeWait(in *Input) CloseWait {
 		o := owner{s.leak.NetNS, s.leak.PID}
 		byPID[o] = append(byPID[o], s)
 		if in.EndNs-min(s.sinceNs, in.EndNs) >= threshold {
-			cw.Leaked = append(cw.Leaked, s.leak)
+			leaked = append(leaked, s)
 		}
 	}
-	slices.SortFunc(cw.Leaked, func(a, b Leak) int {
-		return cmp.Or(cmp.Compare(b.AgeS, a.AgeS), cmp.Compare(a.Lport, b.Lport), cmp.Compare(a.Rport, b.Rport))
+	slices.SortFunc(leaked, func(a, b *cwSock) int {
+		return cmp.Or(cmp.Compare(b.leak.AgeS, a.leak.AgeS), cmp.Compare(a.leak.Lport, b.leak.Lport), cmp.Compare(a.leak.Rport, b.leak.Rport))
 	})
+	cw.LeakedTotal = len(leaked)
+	if in.MaxLeaked > 0 && len(leaked) > in.MaxLeaked {
+		leaked = leaked[:in.MaxLeaked]
+	}
+	cw.Leaked = make([]Leak, len(leaked))
+	for i, s := range leaked {
+		cw.Leaked[i] = s.leak
+	}
 
 	for o, socks := range byPID {
 		if lo, ok := leakOwner(in, o.pid, socks, threshold); ok {
@@ -203,31 +213,40 @@ func leakOwner(in *Input, pid int, socks []*cwSock, threshold uint64) (LeakOwner
 	type gkey struct {
 		role    string
 		lport   int
-		backend string
+		backend netip.AddrPort // client pools: the backend
 	}
 	groups := map[gkey]*LeakGroup{}
 	idle := map[gkey][]int64{}
 	var order []gkey
+	lports := map[int]bool{}
+	// Peers are named as text only while a list still has room: with
+	// 100,000 leaked sockets, a string each would be most of the work.
+	peerOf := func(l *Leak) string { return net.JoinHostPort(l.Raddr, strconv.Itoa(l.Rport)) }
 	for _, s := range leaked {
 		l := &s.leak
 		o.Count++
 		if l.AgeS >= o.OldestS {
 			o.OldestS, o.Since, o.AgeSource, o.AgeLowerBound = l.AgeS, l.Since, l.AgeSource, l.AgeLowerBound
 		}
-		if !slices.Contains(o.Lports, l.Lport) {
+		if !lports[l.Lport] {
+			lports[l.Lport] = true
 			o.Lports = append(o.Lports, l.Lport)
 		}
-		peer := net.JoinHostPort(l.Raddr, strconv.Itoa(l.Rport))
-		if len(o.Peers) < maxPeers && !slices.Contains(o.Peers, peer) {
-			o.Peers = append(o.Peers, peer)
+		if len(o.Peers) < maxPeers {
+			if peer := peerOf(l); !slices.Contains(o.Peers, peer) {
+				o.Peers = append(o.Peers, peer)
+			}
 		}
 		k := gkey{role: l.Role, lport: l.Lport}
 		if l.Diagnosis == DiagClientPool {
-			k = gkey{role: l.Role, backend: peer}
+			k = gkey{role: l.Role, backend: s.remote}
 		}
 		g := groups[k]
 		if g == nil {
-			g = &LeakGroup{Role: l.Role, Lport: k.lport, Backend: k.backend, Peers: []string{}}
+			g = &LeakGroup{Role: l.Role, Lport: k.lport, Peers: []string{}}
+			if k.backend.IsValid() {
+				g.Backend = peerOf(l)
+			}
 			groups[k] = g
 			order = append(order, k)
 		}
@@ -239,8 +258,10 @@ func leakOwner(in *Input, pid int, socks []*cwSock, threshold uint64) (LeakOwner
 		} else {
 			g.ReadEOF++
 		}
-		if k.backend == "" && len(g.Peers) < maxPeers && !slices.Contains(g.Peers, peer) {
-			g.Peers = append(g.Peers, peer)
+		if !k.backend.IsValid() && len(g.Peers) < maxPeers {
+			if peer := peerOf(l); !slices.Contains(g.Peers, peer) {
+				g.Peers = append(g.Peers, peer)
+			}
 		}
 		if s.idleMs >= 0 {
 			idle[k] = append(idle[k], s.idleMs)
@@ -249,7 +270,7 @@ func leakOwner(in *Input, pid int, socks []*cwSock, threshold uint64) (LeakOwner
 	for _, k := range order {
 		g := groups[k]
 		switch {
-		case k.backend != "":
+		case k.backend.IsValid():
 			g.Diagnosis = DiagClientPool
 		case g.Unread >= g.ReadEOF:
 			g.Diagnosis = DiagUnread

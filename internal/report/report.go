@@ -318,8 +318,11 @@ type CloseWait struct {
 	// Current is how many are in CLOSE_WAIT at the end.
 	Current    int     `json:"current"`
 	ThresholdS float64 `json:"threshold_s"`
-	// Leaked lists those still open at the end and at least ThresholdS old.
-	Leaked []Leak `json:"leaked"`
+	// Leaked lists those still open at the end and at least ThresholdS
+	// old, oldest first. (Mid-trace snapshots, never the final report,
+	// may hold only the oldest; LeakedTotal counts them all.)
+	Leaked      []Leak `json:"leaked"`
+	LeakedTotal int    `json:"-"`
 	// ByProcess groups Leaked by the process holding them.
 	ByProcess []LeakOwner `json:"by_process"`
 }
