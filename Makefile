@@ -9,7 +9,7 @@ CLANG_VERSION := 19.1.7
 # tcptrace needs root: run it through sudo unless already root.
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help build run test test-unit test-repeat generate check-generate bench breakdown progcost viewcost soak static fuzz vet clean
+.PHONY: help build run test test-unit test-repeat test-kernels generate check-generate bench breakdown progcost viewcost soak static fuzz vet clean
 
 help: ## Show the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -31,6 +31,9 @@ test-repeat: ## Run the whole suite N times (default 20) on a fresh clone of HEA
 
 test-unit: ## Run only the tests that need no root
 	$(GO) test -count=1 -short ./...
+
+test-kernels: ## Run the privileged tests on Debian's 6.1 and 6.12 kernels in VMs, and on this one (KERNELS="6.12" to pick)
+	$(SUDO) scripts/test-kernels.sh
 
 generate: ## Rebuild the BPF objects from bpf/*.c with the pinned clang
 	scripts/setup.sh --generate

@@ -2,8 +2,8 @@
 /*
  * Maps and helpers shared by tcptrace's programs. Each .bpf.c file includes
  * this, so each object declares the maps; userspace creates them once (from
- * the sockstate object) and hands them to the timewait object with
- * MapReplacements, so both write into the same ring buffers.
+ * the sockstate object) and hands them to the mini-socket object (timewait
+ * or twhooks) with MapReplacements, so both write into the same ring buffers.
  */
 #ifndef TCPTRACE_COMMON_H
 #define TCPTRACE_COMMON_H
@@ -17,13 +17,26 @@
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
-/* Turns any kernel address into a read-only pointer of a BTF type (6.2+):
- * loads through it are plain loads the JIT guards with an exception table
- * entry, not a helper call per field as BPF_CORE_READ makes. Fields
- * beyond what a tracepoint hands over are read this way. */
+/* Fields beyond what a program is handed (a struct inet_sock field of a
+ * struct sock, a mini-socket found from its timer) are read one of two
+ * ways, chosen at build time: each object is built twice (gen.go) and
+ * userspace loads the variant the kernel supports.
+ *
+ * By default through bpf_rdonly_cast (6.2+), which turns any kernel
+ * address into a read-only pointer of a BTF type: loads through it are
+ * plain loads the JIT guards with an exception table entry, not a helper
+ * call per field. With TT_PROBE_READ (kernels before 6.2), through CO-RE
+ * probe reads (BPF_CORE_READ: bpf_probe_read_kernel per field).
+ *
+ * tt_field(ptr, type, field) reads one field of the type at ptr. */
+#ifdef TT_PROBE_READ
+#define tt_field(ptr, type, field) BPF_CORE_READ((const type *)(ptr), field)
+#else
 extern void *bpf_rdonly_cast(const void *obj, __u32 btf_id) __ksym;
 #define tt_cast(ptr, type) \
 	((type *)bpf_rdonly_cast((const void *)(ptr), bpf_core_type_id_kernel(type)))
+#define tt_field(ptr, type, field) (tt_cast(ptr, type)->field)
+#endif
 
 /* Filters and constants, written by userspace before load. A filter that
  * is off costs one load from this (hot) read-only map and a branch that is

@@ -165,8 +165,10 @@ static __always_inline int record(struct sock *sk, int oldstate, int newstate)
 {
 	struct tt_found f = {};
 
-	/* The tracepoint also fires for SCTP and MPTCP sockets. */
-	if (sk->sk_protocol != IPPROTO_TCP)
+	/* The tracepoint also fires for SCTP and MPTCP sockets. sk_protocol
+	 * was an 8-bit bitfield before 5.6 and is a __u16 since: the CO-RE
+	 * bitfield read takes the offset and width from the running kernel. */
+	if (BPF_CORE_READ_BITFIELD(sk, sk_protocol) != IPPROTO_TCP)
 		return 0;
 
 	f.family = sk->__sk_common.skc_family;
@@ -180,7 +182,7 @@ static __always_inline int record(struct sock *sk, int oldstate, int newstate)
 	 * port the socket had is still in inet_sport then (beyond struct sock,
 	 * so read through a cast). */
 	if (f.t.sport == 0)
-		f.t.sport = bpf_ntohs(tt_cast(sk, struct inet_sock)->inet_sport);
+		f.t.sport = bpf_ntohs(tt_field(sk, struct inet_sock, inet_sport));
 	f.t.dport = bpf_ntohs(sk->__sk_common.skc_dport);
 	if (cfg.port && f.t.sport != cfg.port && f.t.dport != cfg.port)
 		return 0;

@@ -8,6 +8,8 @@
 #   scripts/setup.sh --bench     also libbpf-tools (the tcpstates peer), nginx-light and wrk
 #                                (the load test), GNU time, bpftool and jq, for make bench
 #                                and make progcost
+#   scripts/setup.sh --vm        also qemu, busybox-static, cpio, kmod, xz and zstd, for
+#                                make test-kernels (kernels in VMs)
 # It does nothing when everything is there, so it is cheap to run each time.
 set -eu
 
@@ -32,8 +34,17 @@ for arg in "$@"; do
 		command -v wrk >/dev/null 2>&1 || need="$need wrk"
 		command -v jq >/dev/null 2>&1 || need="$need jq"
 		;;
+	--vm)
+		command -v qemu-system-x86_64 >/dev/null 2>&1 || need="$need qemu-system-x86"
+		# The VM runs it as its shell, without libraries: the static build.
+		ldd /bin/busybox 2>&1 | grep -q 'not a dynamic' || need="$need busybox-static"
+		command -v cpio >/dev/null 2>&1 || need="$need cpio"
+		command -v depmod >/dev/null 2>&1 || [ -x /usr/sbin/depmod ] || need="$need kmod"
+		command -v xz >/dev/null 2>&1 || need="$need xz-utils"
+		command -v zstd >/dev/null 2>&1 || need="$need zstd"
+		;;
 	*)
-		echo "setup.sh: unknown option $arg (want --generate or --bench)" >&2
+		echo "setup.sh: unknown option $arg (want --generate, --bench or --vm)" >&2
 		exit 2
 		;;
 	esac

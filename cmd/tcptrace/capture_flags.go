@@ -18,7 +18,7 @@ func addCaptureFlags(fs *pflag.FlagSet, o *session.Options) {
 
 // liveOnly are the flags that mean nothing when replaying a capture.
 var liveOnly = []string{"snapshot", "metrics", "duration", "all-netns", "interval", "max-sockets", "ring-size",
-	"ready-file", "dev-skip", "dev-idle"}
+	"ready-file", "hooks", "dev-skip", "dev-idle"}
 
 // checkCaptureFlags checks the capture flags against the others.
 func checkCaptureFlags(fs *pflag.FlagSet, o *session.Options) error {

@@ -74,6 +74,7 @@ func parseFlags(args []string, stdout io.Writer) (session.Options, error) {
 	fs.IntVar(&o.MaxSockets, "max-sockets", 1_000_000, "most sockets tracked at once (about 120 bytes each); the oldest are evicted past it")
 	addCaptureFlags(fs, &o)
 	ringMiB := fs.Int("ring-size", 8, "BPF ring buffer size per CPU in MiB (a power of two; all CPUs together at most 256 MiB)")
+	hooks := fs.String("hooks", "auto", "how TIME_WAIT sockets are followed: fentry (function hooks, cheapest), tracepoints\n(timer tracepoints, allowed under kernel lockdown), or auto (fentry where the kernel allows it)")
 	fs.StringVar(&o.ReadyFile, "ready-file", "", "create this file once tracing has started")
 	_ = fs.MarkHidden("ready-file")
 	// For scripts/breakdown.sh, which measures what each part of tcptrace
@@ -171,5 +172,10 @@ func parseFlags(args []string, stdout io.Writer) (session.Options, error) {
 			return o, err
 		}
 	}
+	h, err := probe.ParseHooks(*hooks)
+	if err != nil {
+		return o, fmt.Errorf("--hooks: %w", err)
+	}
+	o.Hooks = h
 	return o, checkCaptureFlags(fs, &o)
 }

@@ -1,9 +1,14 @@
 package census
 
 import (
+	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
+	"os/exec"
+	"strings"
 	"sync"
+	"time"
 
 	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
@@ -70,6 +75,38 @@ func BuildRequest(family uint8, mask StateMask, info bool) []byte {
 type Dumper struct {
 	mu   sync.Mutex
 	conn *netlink.Conn
+	// loadTried: the diag modules were missing once and loading them was
+	// tried (once per Dumper).
+	loadTried bool
+}
+
+// ErrNoTCPDiag means the kernel has no sock_diag handler for TCP sockets:
+// its inet_diag and tcp_diag modules are not loaded, and loading them
+// failed.
+var ErrNoTCPDiag = errors.New("the kernel has no TCP socket diagnostics (sock_diag): the modules inet_diag and tcp_diag are not loaded")
+
+// loadDiagModules loads tcp_diag, and inet_diag with it, as the kernel
+// itself does on the first dump where it can run modprobe (a minimal VM
+// or a kernel whose modprobe path is unset cannot). A variable, so tests
+// can make it fail.
+var loadDiagModules = func() error {
+	path, err := exec.LookPath("modprobe")
+	if err != nil {
+		for _, p := range []string{"/usr/sbin/modprobe", "/sbin/modprobe"} {
+			if path, err = exec.LookPath(p); err == nil {
+				break
+			}
+		}
+	}
+	if err != nil {
+		return errors.New("no modprobe found")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if out, err := exec.CommandContext(ctx, path, "tcp_diag").CombinedOutput(); err != nil {
+		return fmt.Errorf("modprobe tcp_diag: %w: %s", err, strings.TrimSpace(string(out)))
+	}
+	return nil
 }
 
 // NewDumper opens a sock_diag socket in the calling thread's network
@@ -151,7 +188,27 @@ func (d *Dumper) AppendQuery(dst []Socket, q Query) ([]Socket, error) {
 	return dst, nil
 }
 
+// dumpFamily dumps one family. ENOENT means the kernel has no diag handler
+// for it: the modules are loaded once, as the kernel would have, and the
+// dump tried again.
 func (d *Dumper) dumpFamily(dst []Socket, family uint8, q Query) ([]Socket, error) {
+	out, err := d.dumpOnce(dst, family, q)
+	if !errors.Is(err, unix.ENOENT) {
+		return out, err
+	}
+	why := "loading them was tried before"
+	if !d.loadTried {
+		d.loadTried = true
+		lerr := loadDiagModules()
+		if lerr == nil {
+			return d.dumpOnce(dst, family, q)
+		}
+		why = "loading them failed: " + lerr.Error()
+	}
+	return out, fmt.Errorf("%w (%s): run `modprobe tcp_diag` as root, or use a kernel built with CONFIG_INET_TCP_DIAG (%w)", ErrNoTCPDiag, why, err)
+}
+
+func (d *Dumper) dumpOnce(dst []Socket, family uint8, q Query) ([]Socket, error) {
 	mask := q.States
 	req, err := d.conn.Send(netlink.Message{
 		Header: netlink.Header{

@@ -17,7 +17,6 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/btf"
 	"github.com/cilium/ebpf/features"
-	"github.com/cilium/ebpf/link"
 	"github.com/cilium/ebpf/rlimit"
 	"golang.org/x/sys/unix"
 
@@ -46,35 +45,19 @@ type Config struct {
 	// host. Default 100 ms.
 	Poll time.Duration
 
+	// Hooks picks how TIME_WAIT mini-sockets are followed; default
+	// HooksAuto.
+	Hooks Hooks
+	// ProbeReads loads the programs built for kernels without the
+	// bpf_rdonly_cast kfunc (before 6.2) even where it exists, so that
+	// tests cover both builds on any kernel.
+	ProbeReads bool
+
 	// Measuring tcptrace's own cost (scripts/breakdown.sh), never for
 	// tracing: Skip names programs not to attach (see ProgramNames), and Idle
 	// makes every attached program return at once. Both lose events.
 	Skip []string
 	Idle bool
-}
-
-// programs are tcptrace's BPF programs in the order they attach: the
-// mini-socket timers first, so a TIME_WAIT start is never seen without
-// the transitions around it, and the rescue program after on_set_state,
-// as it must run second (see sockstate.bpf.c).
-var programs = []struct {
-	name, tracepoint string
-	prog             func(p *Probe) *ebpf.Program
-}{
-	{"timer_start", "timer_start", func(p *Probe) *ebpf.Program { return p.tw.OnTimerStart }},
-	{"timer_cancel", "timer_cancel", func(p *Probe) *ebpf.Program { return p.tw.OnTimerCancel }},
-	{"timer_expire", "timer_expire_entry", func(p *Probe) *ebpf.Program { return p.tw.OnTimerExpire }},
-	{"set_state", "inet_sock_set_state", func(p *Probe) *ebpf.Program { return p.sock.OnSetState }},
-	{"set_state_rescue", "inet_sock_set_state", func(p *Probe) *ebpf.Program { return p.sock.OnSetStateNested }},
-}
-
-// ProgramNames names tcptrace's BPF programs, for Config.Skip.
-func ProgramNames() []string {
-	names := make([]string, len(programs))
-	for i, prog := range programs {
-		names[i] = prog.name
-	}
-	return names
 }
 
 // ErrClosed is returned by Poll once the probe is closed and drained.
@@ -86,19 +69,27 @@ var ErrIdle = errors.New("no records for a poll period")
 
 // Probe is a loaded and attached set of tcptrace programs.
 type Probe struct {
-	cfg     Config
-	sock    sockstateObjects
-	tw      timewaitObjects
-	links   []link.Link
-	inner   []*ebpf.Map // the per-CPU ring buffers, in CPU order
-	cpus    []int       // the CPU of each ring
-	rings   *rings
-	hz      int
-	stop    sync.Once
-	stopErr error
-	stopped atomic.Bool
-	closed  bool
-	boost   sync.Once
+	cfg  Config
+	sock sockstateObjects
+	// mini is the collection of the mini-socket programs (timewait or
+	// twhooks), minis what of it is attached, states the set_state pair.
+	mini      *ebpf.Collection
+	minis     *attached
+	states    *attached
+	hooks     Hooks
+	fentryErr error
+	probeRead bool
+	inner     []*ebpf.Map // the per-CPU ring buffers, in CPU order
+	cpus      []int       // the CPU of each ring
+	// possible and ringSize size the ring array and its rings.
+	possible, ringSize int
+	rings              *rings
+	hz                 int
+	stop               sync.Once
+	stopErr            error
+	stopped            atomic.Bool
+	closed             bool
+	boost              sync.Once
 	// The record callback, made once so that Poll allocates nothing.
 	onRecord func([]byte)
 	fn       func(*event.Event)
@@ -146,10 +137,20 @@ func Open(cfg Config) (_ *Probe, err error) {
 	if cfg.Poll <= 0 {
 		cfg.Poll = 100 * time.Millisecond
 	}
-	if err := checkSystem(); err != nil {
+	if cfg.Hooks == "" {
+		cfg.Hooks = HooksAuto
+	}
+	if _, err := ParseHooks(string(cfg.Hooks)); err != nil {
 		return nil, err
 	}
-	handler, err := kernelSymbol("/proc/kallsyms", "tw_timer_handler")
+	skip := map[string]bool{}
+	for _, name := range cfg.Skip {
+		if !slices.Contains(ProgramNames(), name) {
+			return nil, fmt.Errorf("no BPF program %q to skip (have %s)", name, strings.Join(ProgramNames(), ", "))
+		}
+		skip[name] = true
+	}
+	kernel, err := checkSystem()
 	if err != nil {
 		return nil, err
 	}
@@ -164,15 +165,18 @@ func Open(cfg Config) (_ *Probe, err error) {
 	}
 	ringSize := ringBytes(cfg.RingBytes, len(cpus))
 
-	p := &Probe{cfg: cfg, hz: kernelHZ(), cpus: cpus}
+	p := &Probe{cfg: cfg, hz: kernelHZ(), cpus: cpus, possible: possible, ringSize: ringSize}
 	defer func() {
 		if err != nil {
 			p.Close()
 		}
 	}()
+	// bpf_rdonly_cast (6.2+) makes reads of fields beyond what a program
+	// is handed plain loads; before it, the same programs built with
+	// probe reads load instead.
+	p.probeRead = cfg.ProbeReads || !hasFunc(kernel, "bpf_rdonly_cast")
 
 	kcfg := sockstateTtConfig{
-		TwHandler:   handler,
 		Netns:       cfg.NetNS,
 		Tgid:        cfg.PID,
 		WakeupBytes: uint32(ringSize / 4),
@@ -182,15 +186,12 @@ func Open(cfg Config) (_ *Probe, err error) {
 	if cfg.Idle {
 		kcfg.Idle = 1
 	}
-	skip := map[string]bool{}
-	for _, name := range cfg.Skip {
-		if !slices.Contains(ProgramNames(), name) {
-			return nil, fmt.Errorf("no BPF program %q to skip (have %s)", name, strings.Join(ProgramNames(), ", "))
-		}
-		skip[name] = true
-	}
 
-	sockSpec, err := loadSockstate()
+	load := loadSockstate
+	if p.probeRead {
+		load = loadSockstateProbeRead
+	}
+	sockSpec, err := load()
 	if err != nil {
 		return nil, fmt.Errorf("reading embedded BPF object: %w", err)
 	}
@@ -200,25 +201,6 @@ func Open(cfg Config) (_ *Probe, err error) {
 	}
 	if err := sockSpec.LoadAndAssign(&p.sock, nil); err != nil {
 		return nil, loadError("sockstate", err)
-	}
-
-	twSpec, err := loadTimewait()
-	if err != nil {
-		return nil, fmt.Errorf("reading embedded BPF object: %w", err)
-	}
-	sizeRings(twSpec.Maps[timewaitMapRings], possible, ringSize)
-	if err := twSpec.Variables["cfg"].Set(kcfg); err != nil {
-		return nil, fmt.Errorf("configuring timewait: %w", err)
-	}
-	err = twSpec.LoadAndAssign(&p.tw, &ebpf.CollectionOptions{
-		MapReplacements: map[string]*ebpf.Map{
-			"rings":         p.sock.Rings,
-			"counters":      p.sock.Counters,
-			"target_tuples": p.sock.TargetTuples,
-		},
-	})
-	if err != nil {
-		return nil, loadError("timewait", err)
 	}
 
 	if cfg.PID != 0 {
@@ -254,17 +236,130 @@ func Open(cfg Config) (_ *Probe, err error) {
 		p.fn(&p.ev)
 	}
 
-	for _, prog := range programs {
-		if skip[prog.name] {
-			continue
-		}
-		l, err := link.AttachTracing(link.TracingOptions{Program: prog.prog(p), AttachType: ebpf.AttachTraceRawTp})
-		if err != nil {
-			return nil, fmt.Errorf("attaching to tracepoint %s: %w", prog.tracepoint, permHint(err))
-		}
-		p.links = append(p.links, l)
+	if err := p.attachMiniSockets(kernel, kcfg, skip); err != nil {
+		return nil, err
+	}
+	sockColl := &ebpf.Collection{Programs: map[string]*ebpf.Program{
+		"on_set_state": p.sock.OnSetState, "on_set_state_nested": p.sock.OnSetStateNested,
+	}}
+	if p.states, err = attach(sockColl, stateHooks, skip); err != nil {
+		return nil, err
 	}
 	return p, nil
+}
+
+// attachMiniSockets loads and attaches the programs that follow TIME_WAIT
+// mini-sockets: the function hooks where the kernel allows them (or where
+// asked to), else the timer tracepoints.
+func (p *Probe) attachMiniSockets(kernel *btf.Spec, kcfg sockstateTtConfig, skip map[string]bool) error {
+	if p.cfg.Hooks != HooksTracepoints {
+		err := p.openMini(kcfg, skip, func() (*ebpf.CollectionSpec, []hook, error) {
+			hs, err := fentryHooksFor(kernel)
+			if err != nil {
+				return nil, nil, err
+			}
+			spec, err := loadTwhooks()
+			return spec, hs, err
+		})
+		if err == nil {
+			p.hooks = HooksFentry
+			return nil
+		}
+		err = fentryError(err)
+		if p.cfg.Hooks == HooksFentry {
+			return fmt.Errorf("--hooks=fentry: %w; --hooks=tracepoints works wherever tcptrace does", err)
+		}
+		p.fentryErr = err
+	}
+	// The timer programs recognize the mini-socket's timer by its
+	// function's address.
+	handler, err := kernelSymbol("/proc/kallsyms", "tw_timer_handler")
+	if err != nil {
+		return err
+	}
+	kcfg.TwHandler = handler
+	err = p.openMini(kcfg, skip, func() (*ebpf.CollectionSpec, []hook, error) {
+		load := loadTimewait
+		if p.probeRead {
+			load = loadTimewaitProbeRead
+		}
+		spec, err := load()
+		return spec, timerHooks, err
+	})
+	if err != nil {
+		return err
+	}
+	p.hooks = HooksTracepoints
+	return nil
+}
+
+// openMini loads one mini-socket object, sharing sockstate's maps, and
+// attaches its hooks. On error nothing of it is left.
+func (p *Probe) openMini(kcfg sockstateTtConfig, skip map[string]bool, spec func() (*ebpf.CollectionSpec, []hook, error)) error {
+	s, hs, err := spec()
+	if err != nil {
+		return err
+	}
+	sizeRings(s.Maps["rings"], p.possible, p.ringSize)
+	if err := s.Variables["cfg"].Set(kcfg); err != nil {
+		return fmt.Errorf("configuring the mini-socket programs: %w", err)
+	}
+	// Only the programs that attach here are loaded.
+	keep := map[string]bool{}
+	for _, h := range hs {
+		keep[h.prog] = true
+	}
+	for name := range s.Programs {
+		if !keep[name] {
+			delete(s.Programs, name)
+		}
+	}
+	coll, err := ebpf.NewCollectionWithOptions(s, ebpf.CollectionOptions{
+		MapReplacements: map[string]*ebpf.Map{
+			"rings":         p.sock.Rings,
+			"counters":      p.sock.Counters,
+			"target_tuples": p.sock.TargetTuples,
+		},
+	})
+	if err != nil {
+		return loadError("mini-socket", err)
+	}
+	a, err := attach(coll, hs, skip)
+	if err != nil {
+		coll.Close()
+		return err
+	}
+	p.mini, p.minis = coll, a
+	return nil
+}
+
+// fentryError says why the function hooks did not load or attach.
+func fentryError(err error) error {
+	switch {
+	case errors.Is(err, unix.EPERM), errors.Is(err, unix.EACCES):
+		why := "operation not permitted"
+		if l := lockdown(); l != "" && l != "none" {
+			why += "; kernel lockdown is " + l
+		}
+		return fmt.Errorf("this kernel refuses fentry programs (%s)", why)
+	case errors.Is(err, ebpf.ErrNotSupported):
+		return fmt.Errorf("this kernel cannot attach fentry programs (no BPF trampolines): %w", err)
+	}
+	return err
+}
+
+// lockdown is the kernel's lockdown mode, "" if unknown (securityfs not
+// mounted).
+func lockdown() string {
+	b, err := os.ReadFile("/sys/kernel/security/lockdown")
+	if err != nil {
+		return ""
+	}
+	s := string(b)
+	if i, j := strings.IndexByte(s, '['), strings.IndexByte(s, ']'); i >= 0 && j > i {
+		return s[i+1 : j]
+	}
+	return ""
 }
 
 // sizeRings sets the size of the ring buffer array (one slot per possible
@@ -367,8 +462,10 @@ func (p *Probe) drainAll() (int, error) {
 func (p *Probe) Stop() error {
 	p.stop.Do(func() {
 		var errs []error
-		for _, l := range p.links {
-			errs = append(errs, l.Close())
+		for _, a := range []*attached{p.minis, p.states} {
+			if a != nil {
+				errs = append(errs, a.close())
+			}
 		}
 		p.stopped.Store(true)
 		if p.rings != nil {
@@ -412,9 +509,10 @@ type Loss struct {
 	Transitions uint64
 	// Rescued: state changes the fallback program recorded (not lost).
 	Rescued uint64
-	// TimerMisses: timer tracepoint hits skipped the same way. They may or
-	// may not have been TIME_WAIT timers: an upper bound on lost
-	// mini-socket records.
+	// TimerMisses: runs of the mini-socket programs skipped the same way.
+	// With the timer tracepoints most are other timers' (an upper bound
+	// on lost mini-socket records); with the function hooks each one is a
+	// lost record.
 	TimerMisses uint64
 	// Written is how many records the kernel wrote; Read how many Poll
 	// handed over. Once the probe is stopped and drained they are equal.
@@ -433,13 +531,6 @@ func (p *Probe) Loss() (Loss, error) {
 		return l, err
 	}
 	l.Read = p.read
-	misses := func(prog *ebpf.Program) uint64 {
-		st, err := prog.Stats()
-		if err != nil {
-			return 0
-		}
-		return st.RecursionMisses
-	}
 	var states []sockstateTtCpuState
 	if err := p.sock.CpuState.Lookup(uint32(0), &states); err != nil {
 		return l, fmt.Errorf("reading rescue counters: %w", err)
@@ -447,10 +538,12 @@ func (p *Probe) Loss() (Loss, error) {
 	for _, s := range states {
 		l.Rescued += s.Rescued
 	}
-	if m := misses(p.sock.OnSetState); m > l.Rescued {
-		l.Transitions = m - l.Rescued
+	if st, err := p.sock.OnSetState.Stats(); err == nil && st.RecursionMisses > l.Rescued {
+		l.Transitions = st.RecursionMisses - l.Rescued
 	}
-	l.TimerMisses = misses(p.tw.OnTimerStart) + misses(p.tw.OnTimerCancel) + misses(p.tw.OnTimerExpire)
+	if p.minis != nil {
+		l.TimerMisses = p.minis.misses()
+	}
 	return l, nil
 }
 
@@ -467,12 +560,23 @@ func (p *Probe) Close() error {
 	for _, m := range p.inner {
 		errs = append(errs, m.Close())
 	}
-	errs = append(errs, p.tw.Close(), p.sock.Close())
+	if p.mini != nil {
+		p.mini.Close()
+	}
+	errs = append(errs, p.sock.Close())
 	return errors.Join(errs...)
 }
 
-// checkSystem turns the usual reasons a load fails into advice.
-func checkSystem() error {
+// The oldest kernel tcptrace runs on: 5.11, where tracing programs got
+// socket storage (the pid filter's marks), the newest feature its programs
+// need. The rest is older: BTF-typed tracepoints (5.5), the BPF ring
+// buffer (5.8). Newer kernels only make it cheaper: bpf_rdonly_cast (6.2)
+// and fentry where lockdown allows it.
+const floor = "Linux 5.11"
+
+// checkSystem turns the usual reasons a load fails into advice, and returns
+// the kernel's BTF.
+func checkSystem() (*btf.Spec, error) {
 	if os.Geteuid() != 0 {
 		var caps unix.CapUserHeader
 		var data [2]unix.CapUserData
@@ -480,30 +584,45 @@ func checkSystem() error {
 		if err := unix.Capget(&caps, &data[0]); err == nil {
 			have := func(c uint) bool { return data[c/32].Effective&(1<<(c%32)) != 0 }
 			if !(have(unix.CAP_SYS_ADMIN) || (have(unix.CAP_BPF) && have(unix.CAP_PERFMON))) {
-				return errors.New("not enough privileges to load BPF programs: run as root (sudo tcptrace) or grant CAP_BPF and CAP_PERFMON")
+				return nil, errors.New("not enough privileges to load BPF programs: run as root (sudo tcptrace) or grant CAP_BPF and CAP_PERFMON")
 			}
 		}
 	}
 	if _, err := os.Stat("/sys/kernel/btf/vmlinux"); err != nil {
-		return errors.New("this kernel exposes no BTF (/sys/kernel/btf/vmlinux is missing): tcptrace needs Linux 6.2+ built with CONFIG_DEBUG_INFO_BTF=y")
+		return nil, errors.New("this kernel exposes no BTF (/sys/kernel/btf/vmlinux is missing): tcptrace needs " + floor + " or newer built with CONFIG_DEBUG_INFO_BTF=y, as the kernels of Debian 11+, Ubuntu 20.10+, RHEL 8.2+ and Amazon Linux 2023 are")
 	}
-	// The programs read fields through the bpf_rdonly_cast kfunc (6.2+).
-	if spec, err := btf.LoadKernelSpec(); err != nil {
-		return fmt.Errorf("reading the kernel's BTF: %w", err)
-	} else if _, err := spec.AnyTypeByName("bpf_rdonly_cast"); err != nil {
-		return errors.New("this kernel lacks the bpf_rdonly_cast kfunc: tcptrace needs Linux 6.2 or newer")
+	kernel, err := btf.LoadKernelSpec()
+	if err != nil {
+		return nil, fmt.Errorf("reading the kernel's BTF: %w", err)
+	}
+	if err := kernelFeatures(kernel); err != nil {
+		return nil, err
 	}
 	if err := rlimit.RemoveMemlock(); err != nil {
-		return fmt.Errorf("raising the locked-memory limit for BPF maps: %w", permHint(err))
+		return nil, fmt.Errorf("raising the locked-memory limit for BPF maps: %w", permHint(err))
 	}
 	if err := features.HaveMapType(ebpf.RingBuf); err != nil {
 		if errors.Is(err, ebpf.ErrNotSupported) {
-			return errors.New("this kernel has no BPF ring buffer: tcptrace needs Linux 6.2 or newer")
+			return nil, errors.New("this kernel has no BPF ring buffer (Linux 5.8): tcptrace needs " + floor + " or newer")
 		}
-		return fmt.Errorf("probing for BPF ring buffer support: %w", permHint(err))
+		return nil, fmt.Errorf("probing for BPF ring buffer support: %w", permHint(err))
 	}
 	// No probe for tp_btf itself: the feature test loads an fentry
 	// program, which kernel lockdown forbids even where tp_btf works.
+	return kernel, nil
+}
+
+// kernelFeatures checks, in the kernel's BTF, for what tcptrace's programs
+// need, and says what is missing.
+func kernelFeatures(kernel *btf.Spec) error {
+	var tp *btf.Typedef
+	if kernel.TypeByName("btf_trace_inet_sock_set_state", &tp) != nil {
+		return errors.New("this kernel lacks a BTF-typed sock:inet_sock_set_state tracepoint (Linux 5.5): tcptrace needs " + floor + " or newer")
+	}
+	// The helper's implementation for tracing programs, added with it.
+	if !hasFunc(kernel, "bpf_sk_storage_get_tracing") {
+		return errors.New("this kernel lacks socket storage for BPF tracing programs (Linux 5.11): tcptrace needs " + floor + " or newer")
+	}
 	return nil
 }
 
@@ -525,6 +644,14 @@ func permHint(err error) error {
 	return err
 }
 
-// Hooks names the kernel hooks that follow the TIME_WAIT mini-sockets:
-// "tracepoints" (timer_start, timer_cancel, timer_expire_entry).
-func (p *Probe) Hooks() string { return "tracepoints" }
+// Hooks names the hook set that follows TIME_WAIT mini-sockets:
+// "fentry" (HooksFentry) or "tracepoints" (HooksTracepoints).
+func (p *Probe) Hooks() string { return string(p.hooks) }
+
+// ProbeReads says whether the programs built for kernels without
+// bpf_rdonly_cast were loaded.
+func (p *Probe) ProbeReads() bool { return p.probeRead }
+
+// FentryError is why HooksAuto fell back to the timer tracepoints; nil if
+// it did not.
+func (p *Probe) FentryError() error { return p.fentryErr }

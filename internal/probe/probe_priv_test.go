@@ -135,28 +135,31 @@ func TestProbeTransitions(t *testing.T) {
 		{"ipv6/server-closes-first", "tcp6", "[::1]:0", event.IPv6, true, []string{serverFirst, activeEnd}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			ns := testnet.New(t)
-			// Orphans re-armed visibly: see checkActiveCloserTimeWait.
-			ns.Sysctl(t, "net.ipv4.tcp_fin_timeout", "30")
-			c := startProbe(t, Config{NetNS: ns.Inode()})
-			const n = 20
-			ns.Do(t, func() error { return churn(tc.network, tc.addr, n, tc.serverCloses) })
-			ns.Settle(t, event.TimeWait)
-			evs := c.stop(t)
+			forEachVariant(t, func(t *testing.T, cfg Config) {
+				ns := testnet.New(t)
+				// Orphans re-armed visibly: see checkActiveCloserTimeWait.
+				ns.Sysctl(t, "net.ipv4.tcp_fin_timeout", "30")
+				cfg.NetNS = ns.Inode()
+				c := startProbe(t, cfg)
+				const n = 20
+				ns.Do(t, func() error { return churn(tc.network, tc.addr, n, tc.serverCloses) })
+				ns.Settle(t, event.TimeWait)
+				evs := c.stop(t)
 
-			got := lives(evs)
-			for _, w := range tc.want {
-				if got[w] != n {
-					t.Errorf("%d sockets lived %s, want %d; all lives: %v", got[w], w, n, got)
+				got := lives(evs)
+				for _, w := range tc.want {
+					if got[w] != n {
+						t.Errorf("%d sockets lived %s, want %d; all lives: %v", got[w], w, n, got)
+					}
 				}
-			}
-			for _, e := range evs {
-				if e.Family != tc.family && e.Kind != event.Transition {
-					t.Errorf("event of family %s in an %s test", e.Family, tc.family)
+				for _, e := range evs {
+					if e.Family != tc.family && e.Kind != event.Transition {
+						t.Errorf("event of family %s in an %s test", e.Family, tc.family)
+					}
 				}
-			}
-			checkActiveCloserTimeWait(t, evs, n)
-			checkTimeWaitSide(t, evs, tc.serverCloses)
+				checkActiveCloserTimeWait(t, evs, n)
+				checkTimeWaitSide(t, evs, tc.serverCloses)
+			})
 		})
 	}
 }
@@ -247,10 +250,13 @@ func TestProbeConnectPID(t *testing.T) {
 	}
 }
 
-func TestProbeFinWait2Orphan(t *testing.T) {
+func TestProbeFinWait2Orphan(t *testing.T) { forEachVariant(t, testFinWait2Orphan) }
+
+func testFinWait2Orphan(t *testing.T, cfg Config) {
 	ns := testnet.New(t)
 	ns.Sysctl(t, "net.ipv4.tcp_fin_timeout", "1")
-	c := startProbe(t, Config{NetNS: ns.Inode()})
+	cfg.NetNS = ns.Inode()
+	c := startProbe(t, cfg)
 	var held net.Conn
 	ns.Do(t, func() error {
 		ln, err := net.Listen("tcp4", "127.0.0.1:0")
@@ -294,46 +300,49 @@ func TestProbeFinWait2Orphan(t *testing.T) {
 	}
 }
 
-func TestProbeTimeWaitKilledByReuse(t *testing.T) {
+func TestProbeTimeWaitKilledByReuse(t *testing.T) { forEachVariant(t, testTimeWaitKilledByReuse) }
+
+// killByReuse makes two connections to ln from local port port, the
+// server closing first: its TIME_WAIT is killed when the client comes back
+// from the same port (the SYN is accepted). keep are the states the
+// namespace's sockets may be in between the two (see testnet.WaitSettled).
+// Call it inside Do.
+func killByReuse(ln net.Listener, port int, keep ...event.State) error {
+	d := dialer(port)
+	for range 2 {
+		cl, err := d.Dial("tcp4", ln.Addr().String())
+		if err != nil {
+			return err
+		}
+		s, err := ln.Accept()
+		if err != nil {
+			return err
+		}
+		s.Close()
+		if _, err := cl.Read(make([]byte, 1)); err != io.EOF {
+			return fmt.Errorf("want EOF, got %v", err)
+		}
+		cl.Close()
+		// The next connect() must find the server's TIME_WAIT, not
+		// the client's socket still waiting for its last ACK.
+		if err := testnet.WaitSettled(keep...); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func testTimeWaitKilledByReuse(t *testing.T, cfg Config) {
 	ns := testnet.New(t)
-	c := startProbe(t, Config{NetNS: ns.Inode()})
+	cfg.NetNS = ns.Inode()
+	c := startProbe(t, cfg)
 	ns.Do(t, func() error {
 		ln, err := net.Listen("tcp4", "127.0.0.1:0")
 		if err != nil {
 			return err
 		}
 		defer ln.Close()
-		// Server closes first: its TIME_WAIT is killed when the client
-		// comes back from the same port (the SYN is accepted).
-		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 45678},
-			Control: func(_, _ string, rc syscall.RawConn) error {
-				var serr error
-				err := rc.Control(func(fd uintptr) {
-					serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_REUSEADDR, 1)
-				})
-				return errors.Join(err, serr)
-			}}
-		for range 2 {
-			cl, err := d.Dial("tcp4", ln.Addr().String())
-			if err != nil {
-				return err
-			}
-			s, err := ln.Accept()
-			if err != nil {
-				return err
-			}
-			s.Close()
-			if _, err := cl.Read(make([]byte, 1)); err != io.EOF {
-				return fmt.Errorf("want EOF, got %v", err)
-			}
-			cl.Close()
-			// The next connect() must find the server's TIME_WAIT, not
-			// the client's socket still waiting for its last ACK.
-			if err := testnet.WaitSettled(event.TimeWait, event.Listen); err != nil {
-				return err
-			}
-		}
-		return nil
+		return killByReuse(ln, 45678, event.TimeWait, event.Listen)
 	})
 	ns.Settle(t, event.TimeWait)
 	evs := c.stop(t)
@@ -407,11 +416,22 @@ func TestProbeEADDRNOTAVAIL(t *testing.T) {
 	}
 }
 
+// TestProbeThousandConnections checks every transition and every TIME_WAIT
+// birth of 1,000 connections arrives, nothing dropped, for IPv4 and IPv6.
 func TestProbeThousandConnections(t *testing.T) {
+	for _, tc := range []struct{ network, addr string }{{"tcp4", "127.0.0.1:0"}, {"tcp6", "[::1]:0"}} {
+		t.Run(tc.network, func(t *testing.T) {
+			forEachVariant(t, func(t *testing.T, cfg Config) { testThousand(t, cfg, tc.network, tc.addr) })
+		})
+	}
+}
+
+func testThousand(t *testing.T, cfg Config, network, addr string) {
 	ns := testnet.New(t)
-	c := startProbe(t, Config{NetNS: ns.Inode()})
+	cfg.NetNS = ns.Inode()
+	c := startProbe(t, cfg)
 	const n = 1000
-	ns.Do(t, func() error { return churn("tcp4", "127.0.0.1:0", n, true) })
+	ns.Do(t, func() error { return churn(network, addr, n, true) })
 	ns.Settle(t, event.TimeWait)
 	evs := c.stop(t)
 	got := lives(evs)
@@ -433,9 +453,13 @@ func TestProbeThousandConnections(t *testing.T) {
 	}
 }
 
-func TestProbeFilters(t *testing.T) {
+func TestProbeFilters(t *testing.T) { forEachVariant(t, testFilters) }
+
+func testFilters(t *testing.T, cfg Config) {
 	ns := testnet.New(t)
-	c := startProbe(t, Config{NetNS: ns.Inode(), Family: event.IPv6})
+	v6 := cfg
+	v6.NetNS, v6.Family = ns.Inode(), event.IPv6
+	c := startProbe(t, v6)
 	ns.Do(t, func() error {
 		if err := churn("tcp4", "127.0.0.1:0", 3, false); err != nil {
 			return err
@@ -450,7 +474,9 @@ func TestProbeFilters(t *testing.T) {
 	}
 
 	ns2 := testnet.New(t)
-	c = startProbe(t, Config{NetNS: ns2.Inode(), Port: 45999})
+	port := cfg
+	port.NetNS, port.Port = ns2.Inode(), 45999
+	c = startProbe(t, port)
 	ns2.Do(t, func() error {
 		if err := churn("tcp4", "127.0.0.1:45999", 2, true); err != nil {
 			return err
@@ -485,9 +511,12 @@ func TestPIDHelperProcess(t *testing.T) {
 	}
 }
 
-func TestProbePIDFilter(t *testing.T) {
+func TestProbePIDFilter(t *testing.T) { forEachVariant(t, testPIDFilter) }
+
+func testPIDFilter(t *testing.T, cfg Config) {
 	ns := testnet.New(t)
-	c := startProbe(t, Config{NetNS: ns.Inode(), PID: uint32(os.Getpid())})
+	cfg.NetNS, cfg.PID = ns.Inode(), uint32(os.Getpid())
+	c := startProbe(t, cfg)
 	ns.Do(t, func() error {
 		ln, err := net.Listen("tcp4", "127.0.0.1:0")
 		if err != nil {
@@ -608,7 +637,7 @@ func TestProbeMeasureHooks(t *testing.T) {
 	if _, err := Open(Config{Skip: []string{"nonesuch"}}); err == nil || !strings.Contains(err.Error(), "nonesuch") {
 		t.Fatalf("Open with an unknown program to skip: %v", err)
 	}
-	c := startProbe(t, Config{NetNS: ns.Inode(), Skip: []string{"timer_start", "timer_cancel", "timer_expire"}})
+	c := startProbe(t, Config{NetNS: ns.Inode(), Hooks: HooksTracepoints, Skip: []string{"timer_start", "timer_cancel", "timer_expire"}})
 	ns.Do(t, func() error { return churn("tcp4", "127.0.0.1:0", 3, true) })
 	ns.Settle(t, event.TimeWait)
 	transitions := 0

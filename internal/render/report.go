@@ -196,6 +196,9 @@ func reportHeader(b *strings.Builder, r *report.Report) {
 		line = append(line, "tcptrace "+r.Version)
 	}
 	line = append(line, fmt.Sprintf("%s events, %s dropped", human.Count(r.Events), human.Count(r.Dropped)))
+	if r.Hooks != "" {
+		line = append(line, "hooks: "+r.Hooks)
+	}
 	fmt.Fprintf(b, "%s\n", strings.Join(line, ", "))
 	if c := r.Command; c != nil {
 		fmt.Fprintf(b, "command: %s (exit code %d)\n", safe.Text(strings.Join(c.Argv, " ")), c.ExitCode)

@@ -47,7 +47,7 @@ func defaultRange() report.PortRange { return report.PortRange{Low: 32768, High:
 // buffer overflowed once.
 func clientExhaustion() *report.Report {
 	return &report.Report{
-		Type: "report", Mode: "trace", Version: "0.4.0", Kernel: "6.18.44", Started: started(), DurationS: 62.4,
+		Type: "report", Mode: "trace", Version: "0.4.0", Kernel: "6.18.44", Hooks: "tracepoints", Started: started(), DurationS: 62.4,
 		Scope:  report.Scope{NetNS: 4026531840},
 		Events: 1843210, Dropped: 1234, Complete: false,
 		Tracking: report.Tracking{Sockets: 310, Incomplete: 87, Inconsistent: 3},
@@ -91,7 +91,7 @@ func serverTimeWait() *report.Report {
 	sys := defaultSysctls()
 	sys["net.ipv4.tcp_tw_reuse"] = "1" // set by someone who read the seed article
 	return &report.Report{
-		Type: "report", Mode: "trace", Version: "0.4.0", Kernel: "6.18.44", Started: started(), DurationS: 300.2,
+		Type: "report", Mode: "trace", Version: "0.4.0", Kernel: "6.18.44", Hooks: "fentry", Started: started(), DurationS: 300.2,
 		Scope:  report.Scope{NetNS: 4026532412, Port: 80},
 		Events: 960000, Complete: true,
 		Tracking: report.Tracking{Sockets: 1200},
@@ -135,7 +135,7 @@ func serverTimeWait() *report.Report {
 // closed, seen across all namespaces while running a test command.
 func closeWaitLeak() *report.Report {
 	r := &report.Report{
-		Type: "report", Mode: "trace", Version: "0.4.0", Kernel: "6.18.44-fc-v669", Started: started(), DurationS: 125,
+		Type: "report", Mode: "trace", Version: "0.4.0", Kernel: "6.18.44-fc-v669", Hooks: "tracepoints", Started: started(), DurationS: 125,
 		Scope:  report.Scope{AllNetNS: true},
 		Events: 5230, Complete: true,
 		Transitions: map[string]uint64{
@@ -199,7 +199,7 @@ func closeWaitLeak() *report.Report {
 // quietHost: an ordinary minute on an ordinary host.
 func quietHost() *report.Report {
 	return &report.Report{
-		Type: "report", Mode: "trace", Version: "0.4.0", Kernel: "6.18.44", Started: started(), DurationS: 60.1,
+		Type: "report", Mode: "trace", Version: "0.4.0", Kernel: "6.18.44", Hooks: "fentry", Started: started(), DurationS: 60.1,
 		Scope:  report.Scope{NetNS: 4026531840},
 		Events: 4210, Complete: true,
 		Tracking: report.Tracking{Sockets: 14},

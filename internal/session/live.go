@@ -162,8 +162,8 @@ func (s *liveSource) open() (*engine.Start, error) {
 	}
 	cfg := probe.Config{
 		PID: uint32(s.opts.PID), Port: uint16(s.opts.Port), Family: s.opts.Family,
-		RingBytes: s.opts.RingBytes,
-		Skip:      s.opts.DevSkip, Idle: s.opts.DevIdle,
+		RingBytes: s.opts.RingBytes, Hooks: s.opts.Hooks,
+		Skip: s.opts.DevSkip, Idle: s.opts.DevIdle,
 	}
 	if !s.opts.AllNetNS {
 		cfg.NetNS = s.ownNS

@@ -15,6 +15,7 @@ import (
 	"github.com/tcptrace/tcptrace/internal/engine"
 	"github.com/tcptrace/tcptrace/internal/event"
 	"github.com/tcptrace/tcptrace/internal/owner"
+	"github.com/tcptrace/tcptrace/internal/probe"
 )
 
 // Version is tcptrace's version, reported in --version and the report.
@@ -58,6 +59,8 @@ type Options struct {
 	MaxSockets int
 	// RingBytes is the size of each CPU's BPF ring buffer.
 	RingBytes int
+	// Hooks picks how TIME_WAIT mini-sockets are followed (--hooks).
+	Hooks probe.Hooks
 	// ReadyFile, if set, is created once the probe is attached and the
 	// start-up census taken (for tests and scripts that must not start
 	// traffic earlier).

@@ -99,11 +99,11 @@ func (s *eventSink) Final(snap *engine.Snapshot) error {
 	r := snap.Report
 	drops := r.Loss.RingFull + r.Loss.Recursion
 	if s.opts.JSON {
-		fmt.Fprintf(s.stdout, `{"type":"summary","events":%d,"dropped":%d,"loss":{"ring_full":%d,"recursion":%d,"rescued":%d,"timer_misses":%d,"written":%d,"read":%d},"inconsistent":%d,"duration_s":%.3f}`+"\n",
+		fmt.Fprintf(s.stdout, `{"type":"summary","events":%d,"dropped":%d,"loss":{"ring_full":%d,"recursion":%d,"rescued":%d,"timer_misses":%d,"written":%d,"read":%d},"inconsistent":%d,"duration_s":%.3f,"hooks":%q}`+"\n",
 			r.Events, drops, r.Loss.RingFull, r.Loss.Recursion, r.Loss.Rescued, r.Loss.TimerMisses, r.Loss.Written, r.Loss.Read,
-			r.Tracking.Inconsistent, snap.Elapsed.Seconds())
+			r.Tracking.Inconsistent, snap.Elapsed.Seconds(), r.Hooks)
 	}
-	summary := fmt.Sprintf("tcptrace: %d events in %.1f s, %d dropped", r.Events, snap.Elapsed.Seconds(), drops)
+	summary := fmt.Sprintf("tcptrace: %d events in %.1f s, %d dropped (hooks: %s)", r.Events, snap.Elapsed.Seconds(), drops, r.Hooks)
 	if drops > 0 {
 		summary += " (the reader fell behind: events are missing; a faster terminal, a file, or a larger --ring-size helps)"
 	}

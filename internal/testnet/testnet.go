@@ -40,8 +40,9 @@ func RequireRoot(t testing.TB) {
 
 // NS is a network namespace created for one test.
 type NS struct {
-	Name  string
-	inode uint32
+	Name    string
+	inode   uint32
+	deleted bool
 }
 
 // New creates a network namespace with loopback up, deleted when the test
@@ -57,8 +58,8 @@ func New(t testing.TB) *NS {
 	ns := &NS{Name: "tcptrace-test-" + hex.EncodeToString(b)}
 	run(t, "ip", "netns", "add", ns.Name)
 	t.Cleanup(func() {
-		if out, err := exec.Command("ip", "netns", "del", ns.Name).CombinedOutput(); err != nil {
-			t.Errorf("deleting network namespace %s: %v: %s", ns.Name, err, out)
+		if !ns.deleted {
+			ns.Delete(t)
 		}
 	})
 	run(t, "ip", "-n", ns.Name, "link", "set", "lo", "up")
@@ -68,6 +69,17 @@ func New(t testing.TB) *NS {
 	}
 	ns.inode = uint32(st.Ino)
 	return ns
+}
+
+// Delete deletes the namespace now (it is otherwise deleted when the test
+// ends). The kernel tears it down a little later, killing what is left
+// of its sockets.
+func (ns *NS) Delete(t testing.TB) {
+	t.Helper()
+	ns.deleted = true
+	if out, err := exec.Command("ip", "netns", "del", ns.Name).CombinedOutput(); err != nil {
+		t.Errorf("deleting network namespace %s: %v: %s", ns.Name, err, out)
+	}
 }
 
 // Inode is the namespace's inode number, as the kernel reports it.
