@@ -238,6 +238,9 @@ func testEventsEndToEnd(t *testing.T, quickack bool) {
 	if summary == nil || summary["dropped"].(float64) != 0 {
 		t.Errorf("summary %v: want one, with 0 dropped", summary)
 	}
+	if h := summary["hooks"]; h != "fentry" && h != "tracepoints" {
+		t.Errorf("summary hooks %v, want fentry or tracepoints", h)
+	}
 }
 
 func TestEventsTextAndBadInput(t *testing.T) {

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/tcptrace/tcptrace/internal/event"
+	"github.com/tcptrace/tcptrace/internal/probe"
 	"github.com/tcptrace/tcptrace/internal/session"
 )
 
@@ -18,7 +19,7 @@ func TestParseFlags(t *testing.T) {
 	}{
 		{args: nil, check: func(t *testing.T, o session.Options) {
 			if o.Events || o.JSON || o.Interval != time.Second || o.CloseWaitThreshold != 30*time.Second ||
-				o.RingBytes != 8<<20 || o.MaxSockets != 1_000_000 {
+				o.RingBytes != 8<<20 || o.MaxSockets != 1_000_000 || o.Hooks != probe.HooksAuto {
 				t.Errorf("defaults: %+v", o)
 			}
 		}},
@@ -60,6 +61,12 @@ func TestParseFlags(t *testing.T) {
 		{args: []string{"--snapshot", "--", "sleep", "1"}, wantErr: "COMMAND does not apply"},
 		{args: []string{"--snapshot", "--all-netns"}, wantErr: "ip netns exec NS tcptrace --snapshot"},
 		{args: []string{"--bogus"}, wantErr: "unknown flag: --bogus"},
+		{args: []string{"--hooks", "kprobes"}, wantErr: `--hooks: unknown hook set "kprobes" (want auto, fentry or tracepoints)`},
+		{args: []string{"--hooks=tracepoints"}, check: func(t *testing.T, o session.Options) {
+			if o.Hooks != probe.HooksTracepoints {
+				t.Errorf("--hooks=tracepoints parsed as %q", o.Hooks)
+			}
+		}},
 		{args: []string{"-o", "yaml"}, wantErr: "must be text or json"},
 		{args: []string{"-4", "-6"}, wantErr: "exclude each other"},
 		{args: []string{"--port", "70000"}, wantErr: "must be 1-65535"},

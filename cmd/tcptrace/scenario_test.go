@@ -464,6 +464,9 @@ func TestScenarioServerChurn(t *testing.T) {
 	host, p, _ := net.SplitHostPort(c.Server)
 	srvPort, _ := strconv.Atoi(p)
 
+	if r.Hooks != "fentry" && r.Hooks != "tracepoints" {
+		t.Errorf("hooks %q, want fentry or tracepoints", r.Hooks)
+	}
 	if r.Dropped != 0 || !r.Complete {
 		t.Errorf("dropped %d complete %v (loss %+v): want nothing lost", r.Dropped, r.Complete, r.Loss)
 	}

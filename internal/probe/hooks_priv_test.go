@@ -282,8 +282,12 @@ func TestProbeHookRuns(t *testing.T) {
 			parts = append(parts, fmt.Sprintf("%s %.2f", name, float64(runs[name])/n))
 		}
 		perConn[fmt.Sprint(cfg.Hooks, cfg.ProbeReads)] = float64(total) / n
-		t.Logf("runs per connection: %s: %.2f (%s) for %d connections, TIME_WAIT born and killed",
-			c.p.Hooks(), float64(total)/n, strings.Join(parts, ", "), n)
+		build := "bpf_rdonly_cast build"
+		if c.p.ProbeReads() {
+			build = "probe-read build"
+		}
+		t.Logf("runs per connection: %s (%s): %.2f (%s) for %d connections, TIME_WAIT born and killed",
+			c.p.Hooks(), build, float64(total)/n, strings.Join(parts, ", "), n)
 	})
 	tp, fe := perConn["tracepoints false"], perConn["fentry false"]
 	if fe != 0 && (fe > 3 || fe >= tp) {
