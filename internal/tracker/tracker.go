@@ -97,14 +97,12 @@ type Tracker struct {
 	res  *event.Resolver
 	emit func(*event.Event)
 
-	index map[uint64]uint32
-	// indexPeak is the most index held since it was made (see Flush).
-	indexPeak int
-	slots     []slot
-	free      []uint32
-	hand      int
-	cwHead    uint32
-	cwTail    uint32
+	index  sockIndex
+	slots  []slot
+	free   []uint32
+	hand   int
+	cwHead uint32
+	cwTail uint32
 
 	procs     map[uint32][16]byte
 	lastPID   uint32
@@ -156,7 +154,7 @@ func New(cfg Config, emit func(*event.Event)) *Tracker {
 		cfg:          cfg,
 		res:          event.NewResolver(cfg.HZ),
 		emit:         emit,
-		index:        make(map[uint64]uint32, 1024),
+		index:        newSockIndex(),
 		procs:        make(map[uint32][16]byte),
 		listeners:    make(map[listenKey]uint32),
 		dests:        make(map[destKey]uint32),
@@ -192,7 +190,7 @@ func (t *Tracker) Flush(nowNs uint64) {
 	}
 	t.res.Flush(nowNs, t.handle)
 	// Give back what a burst of sockets made the index grow to.
-	t.index, t.indexPeak = event.Shrunk(t.index, t.indexPeak)
+	t.index.shrink()
 }
 
 // ObserveListener records a listening socket that predates tracing (from
@@ -208,7 +206,7 @@ func (t *Tracker) handle(ev *event.Event) {
 		p := &t.pending[cpu]
 		var s *slot
 		if ev.Kind == event.Transition && ev.NewState == event.Close {
-			if i, ok := t.index[ev.Sock]; ok && t.slots[i].matches(p) {
+			if i, ok := t.index.get(ev.Sock); ok && t.slots[i].matches(p) {
 				s = &t.slots[i]
 			}
 		}
@@ -272,7 +270,7 @@ func (t *Tracker) transition(ev *event.Event) {
 		t.rememberProc(ev.PID, ev.Comm)
 	}
 
-	idx, known := t.index[ev.Sock]
+	idx, known := t.index.get(ev.Sock)
 	if !known && nw == event.Close {
 		// Closing a socket we never saw: nothing to keep.
 		if owned {
@@ -308,8 +306,7 @@ func (t *Tracker) transition(ev *event.Event) {
 		idx = t.alloc()
 		s = &t.slots[idx]
 		*s = slot{sock: ev.Sock, family: ev.Family, netns: ev.NetNS}
-		t.index[ev.Sock] = idx
-		t.indexPeak = max(t.indexPeak, len(t.index))
+		t.index.put(ev.Sock, idx)
 		switch {
 		case old == event.Close && nw == event.SynSent:
 			s.role = RoleClient
@@ -401,7 +398,7 @@ func (t *Tracker) alloc() uint32 {
 			t.evicted++
 			t.now[s.state]--
 			t.ns(s.netns).Now[s.state]--
-			delete(t.index, s.sock)
+			t.index.del(s.sock)
 			return uint32(i)
 		}
 	}
@@ -411,12 +408,12 @@ func (t *Tracker) alloc() uint32 {
 	t.now[event.CloseWait]--
 	t.ns(t.slots[i].netns).Now[event.CloseWait]--
 	t.cwUnlink(i)
-	delete(t.index, t.slots[i].sock)
+	t.index.del(t.slots[i].sock)
 	return i
 }
 
 func (t *Tracker) release(idx uint32) {
-	delete(t.index, t.slots[idx].sock)
+	t.index.del(t.slots[idx].sock)
 	t.free = append(t.free, idx)
 }
 
