@@ -7,6 +7,7 @@
 #
 #   sudo scripts/progcost.sh              (or: sudo make progcost)
 #   SCENARIOS=nginx RUNS=3 sudo -E scripts/progcost.sh
+#   TT_ARGS=--dev-idle sudo -E scripts/progcost.sh   (the floor: programs that return at once)
 #
 # ns/run includes the accounting itself (two clock reads, roughly 50-60 ns
 # on a VM): compare programs with each other and builds with each other,
@@ -46,7 +47,7 @@ for scen in $SCENARIOS; do
 		netns_up "$ns"
 		load_setup "$scen" "$ns" "$work"
 		rm -f "$work/ready"
-		ip netns exec "$ns" ./tcptrace -q -o json --ready-file "$work/ready" >"$work/report" 2>"$work/err" &
+		ip netns exec "$ns" ./tcptrace -q -o json ${TT_ARGS:-} --ready-file "$work/ready" >"$work/report" 2>"$work/err" &
 		tpid=$!
 		wait_ready progcost.sh "$work/ready" "$work/err"
 		before=$(passive_opens "$ns")
