@@ -36,25 +36,23 @@ type Config struct {
 // safe for concurrent use: the goroutine that feeds it takes the
 // snapshots, and hands them (immutable) to other goroutines.
 type Engine struct {
-	cfg     Config
-	start   Start
-	started bool
-	ended   bool
-	tr      *tracker.Tracker
-	ev      event.Event // the tracker's copy of the current event
-	nowNs   uint64
+	cfg   Config
+	start Start
+	ended bool
+	tr    *tracker.Tracker
+	ev    event.Event // the tracker's copy of the current event
+	nowNs uint64
 
 	// ns holds what the censuses and the source say of each network
 	// namespace: only tcptrace's own, unless every one is traced.
-	ns           map[uint32]*nsState
-	preTimeWait  int
-	preOrphans   int
-	owners       map[uint64]report.Owner
-	loss         report.Loss
-	netstat      map[string]uint64
-	command      *report.Command
-	series       Series
-	lastSampleNs uint64
+	ns          map[uint32]*nsState
+	preTimeWait int
+	preOrphans  int
+	owners      map[uint64]report.Owner
+	loss        report.Loss
+	netstat     map[string]uint64
+	command     *report.Command
+	series      Series
 }
 
 // nsState is what the stream says of one network namespace.
@@ -88,7 +86,6 @@ type nsState struct {
 
 	// From Namespace records: identity, settings, counters at first
 	// sight and now; gone since goneNs.
-	described           bool
 	id                  report.NetNSIdentity
 	sysctl              map[string]string
 	netstat0, netstatAt map[string]uint64
@@ -137,7 +134,6 @@ func (e *Engine) Start(s *Start) {
 	e.tr = tracker.New(tracker.Config{MaxSockets: s.MaxSockets, HZ: s.HZ}, e.cfg.OnEvent)
 	e.nowNs = s.StartNs
 	e.netstat = e.start.Netstat
-	e.started = true
 }
 
 // Event implements Input. The event is copied: the tracker fills in
@@ -273,7 +269,6 @@ func (e *Engine) Namespace(r *Namespace) {
 		return
 	}
 	n := e.nsOf(r.NetNS)
-	n.described = true
 	if r.Gone {
 		if !n.gone {
 			n.gone, n.goneNs = true, r.TakenNs
@@ -599,9 +594,6 @@ func (e *Engine) nsReport(stats *tracker.Stats, ns uint32) report.Namespace {
 	out.CensusError = n.err
 	return out
 }
-
-// Threshold is the CLOSE_WAIT age that counts as leaked in this stream.
-func (e *Engine) Threshold() time.Duration { return e.start.Threshold }
 
 // CloseWaitInodes lists the inodes of the CLOSE_WAIT sockets of the
 // latest censuses at least minAge old by nowNs (known since they entered

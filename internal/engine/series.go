@@ -96,15 +96,3 @@ func (s *Series) Recent() []Sample {
 func (s *Series) History() (samples []Sample, step int) {
 	return slices.Clone(s.history), s.every
 }
-
-// Last returns the latest sample, and false before the first tick.
-func (s *Series) Last() (Sample, bool) {
-	if len(s.recent) == 0 {
-		return Sample{}, false
-	}
-	i := len(s.recent) - 1
-	if len(s.recent) == s.recentCap {
-		i = (s.head + s.recentCap - 1) % s.recentCap
-	}
-	return s.recent[i], true
-}
