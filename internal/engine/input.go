@@ -47,12 +47,13 @@ type Input interface {
 	End(e *End)
 }
 
-// Modes of a stream (Start.Mode, and the report's mode).
+// Modes of a stream (Start.Mode): the report's modes, which Start.Mode
+// becomes.
 const (
 	// ModeTrace: events traced from the kernel (live, or replayed).
-	ModeTrace = "trace"
+	ModeTrace = report.ModeTrace
 	// ModeSnapshot: one census and no events (tcptrace --snapshot).
-	ModeSnapshot = "snapshot"
+	ModeSnapshot = report.ModeSnapshot
 )
 
 // Start describes the host and the trace. Everything the engine's numbers
