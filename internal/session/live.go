@@ -21,6 +21,7 @@ import (
 	"github.com/tcptrace/tcptrace/internal/engine"
 	"github.com/tcptrace/tcptrace/internal/event"
 	"github.com/tcptrace/tcptrace/internal/hostinfo"
+	"github.com/tcptrace/tcptrace/internal/netns"
 	"github.com/tcptrace/tcptrace/internal/probe"
 	"github.com/tcptrace/tcptrace/internal/report"
 )
@@ -80,15 +81,6 @@ func monoNow() uint64 {
 	var ts unix.Timespec
 	_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
 	return uint64(ts.Nano())
-}
-
-// netnsInode returns the inode of this process's network namespace.
-func netnsInode() (uint32, error) {
-	var st unix.Stat_t
-	if err := unix.Stat("/proc/self/ns/net", &st); err != nil {
-		return 0, fmt.Errorf("finding this process's network namespace: %w", err)
-	}
-	return uint32(st.Ino), nil
 }
 
 // run traces until ctx is done, the duration elapses or the command
@@ -157,7 +149,7 @@ func (s *liveSource) open() (*engine.Start, error) {
 		return nil, fmt.Errorf("reading sysctls: %w", err)
 	}
 	release, _ := hostinfo.KernelRelease(s.procfs)
-	if s.ownNS, err = netnsInode(); err != nil {
+	if s.ownNS, err = netns.Own(); err != nil {
 		return nil, err
 	}
 	cfg := probe.Config{

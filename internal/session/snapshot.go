@@ -11,6 +11,7 @@ import (
 	"github.com/tcptrace/tcptrace/internal/engine"
 	"github.com/tcptrace/tcptrace/internal/event"
 	"github.com/tcptrace/tcptrace/internal/hostinfo"
+	"github.com/tcptrace/tcptrace/internal/netns"
 	"github.com/tcptrace/tcptrace/internal/owner"
 	"github.com/tcptrace/tcptrace/internal/report"
 )
@@ -38,7 +39,7 @@ func (s *snapshotSource) run(in engine.Input) error {
 	}
 	release, _ := hostinfo.KernelRelease(s.procfs)
 	if s.ownNS == 0 {
-		if s.ownNS, err = netnsInode(); err != nil {
+		if s.ownNS, err = netns.Own(); err != nil {
 			return err
 		}
 	}
