@@ -8,7 +8,6 @@ import (
 	"io/fs"
 	"os"
 	"os/exec"
-	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -144,11 +143,10 @@ func (s *liveSource) run(ctx context.Context, in engine.Input) (int, error) {
 func (s *liveSource) open() (*engine.Start, error) {
 	// Host facts first: they describe the namespace tcptrace runs in,
 	// which is the one traced unless --all-netns.
-	sysctls, err := hostinfo.ReadSysctls(s.procfs)
+	st, err := newStart(engine.ModeTrace, s.opts, s.procfs)
 	if err != nil {
-		return nil, fmt.Errorf("reading sysctls: %w", err)
+		return nil, err
 	}
-	release, _ := hostinfo.KernelRelease(s.procfs)
 	if s.ownNS, err = netns.Own(); err != nil {
 		return nil, err
 	}
@@ -174,22 +172,15 @@ func (s *liveSource) open() (*engine.Start, error) {
 	if s.opts.AllNetNS {
 		s.fleet = newFleet(s.ownNS, s.stderr)
 	}
-	started := time.Now()
-	st := &engine.Start{
-		Mode:    engine.ModeTrace,
-		Version: Version, Args: s.opts.Args,
-		Kernel: hostinfo.ShortRelease(release), HZ: s.probe.HZ(), CPUs: runtime.NumCPU(),
-		Hooks:   s.probe.Hooks(),
-		StartNs: monoNow(), Started: started,
-		Interval: s.opts.Interval,
-		Scope: report.Scope{AllNetNS: s.opts.AllNetNS, PID: s.opts.PID, Port: s.opts.Port,
-			Family: report.FamilyName(s.opts.Family)},
-		OwnNetNS:  s.ownNS,
-		Threshold: s.opts.CloseWaitThreshold, MaxSockets: s.opts.MaxSockets,
-		Sysctl:  sysctls,
-		Netstat: before,
-		Command: s.opts.Command,
-	}
+	st.Started = time.Now()
+	st.StartNs = monoNow()
+	st.HZ, st.Hooks = s.probe.HZ(), s.probe.Hooks()
+	st.Interval = s.opts.Interval
+	st.Scope = report.Scope{AllNetNS: s.opts.AllNetNS, PID: s.opts.PID, Port: s.opts.Port,
+		Family: report.FamilyName(s.opts.Family)}
+	st.OwnNetNS = s.ownNS
+	st.Netstat = before
+	st.Command = s.opts.Command
 	if !s.opts.AllNetNS {
 		st.Scope.NetNS = s.ownNS
 	}

@@ -9,11 +9,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
+	"runtime"
 	"time"
 
 	"github.com/tcptrace/tcptrace/internal/engine"
 	"github.com/tcptrace/tcptrace/internal/event"
+	"github.com/tcptrace/tcptrace/internal/hostinfo"
 	"github.com/tcptrace/tcptrace/internal/owner"
 	"github.com/tcptrace/tcptrace/internal/probe"
 )
@@ -224,6 +227,23 @@ func runSnapshot(opts Options, stdout, stderr io.Writer) error {
 		errs = append(errs, (&htmlSink{path: opts.HTML}).Final(snap))
 	}
 	return errors.Join(errs...)
+}
+
+// newStart opens a stream from this host: the facts of the network
+// namespace tcptrace runs in (its sysctls, the kernel), and the options
+// the numbers depend on. The source fills in the rest (times, scope).
+func newStart(mode string, opts Options, procfs fs.FS) (*engine.Start, error) {
+	sysctls, err := hostinfo.ReadSysctls(procfs)
+	if err != nil {
+		return nil, fmt.Errorf("reading sysctls: %w", err)
+	}
+	release, _ := hostinfo.KernelRelease(procfs)
+	return &engine.Start{
+		Mode: mode, Version: Version, Args: opts.Args,
+		Kernel: hostinfo.ShortRelease(release), CPUs: runtime.NumCPU(),
+		Threshold: opts.CloseWaitThreshold, MaxSockets: opts.MaxSockets,
+		Sysctl: sysctls,
+	}, nil
 }
 
 // source feeds a stream into the pipeline: the live probe, or a capture.

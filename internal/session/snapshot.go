@@ -3,14 +3,12 @@ package session
 import (
 	"fmt"
 	"net/netip"
-	"runtime"
 	"slices"
 	"time"
 
 	"github.com/tcptrace/tcptrace/internal/census"
 	"github.com/tcptrace/tcptrace/internal/engine"
 	"github.com/tcptrace/tcptrace/internal/event"
-	"github.com/tcptrace/tcptrace/internal/hostinfo"
 	"github.com/tcptrace/tcptrace/internal/netns"
 	"github.com/tcptrace/tcptrace/internal/owner"
 	"github.com/tcptrace/tcptrace/internal/report"
@@ -33,11 +31,10 @@ type snapshotSource struct {
 
 // run feeds in a whole snapshot stream: Start, one Census, End.
 func (s *snapshotSource) run(in engine.Input) error {
-	sysctls, err := hostinfo.ReadSysctls(s.procfs)
+	st, err := newStart(engine.ModeSnapshot, s.opts, s.procfs)
 	if err != nil {
-		return fmt.Errorf("reading sysctls: %w", err)
+		return err
 	}
-	release, _ := hostinfo.KernelRelease(s.procfs)
 	if s.ownNS == 0 {
 		if s.ownNS, err = netns.Own(); err != nil {
 			return err
@@ -57,16 +54,9 @@ func (s *snapshotSource) run(in engine.Input) error {
 	if c.Err != "" {
 		return fmt.Errorf("taking the socket census: %s", c.Err)
 	}
-	st := &engine.Start{
-		Mode:    engine.ModeSnapshot,
-		Version: Version, Args: s.opts.Args,
-		Kernel: hostinfo.ShortRelease(release), CPUs: runtime.NumCPU(),
-		StartNs: c.TakenNs, Started: began,
-		Scope:     report.Scope{NetNS: s.ownNS, Port: s.opts.Port, Family: report.FamilyName(s.opts.Family)},
-		OwnNetNS:  s.ownNS,
-		Threshold: s.opts.CloseWaitThreshold, MaxSockets: s.opts.MaxSockets,
-		Sysctl: sysctls,
-	}
+	st.StartNs, st.Started = c.TakenNs, began
+	st.Scope = report.Scope{NetNS: s.ownNS, Port: s.opts.Port, Family: report.FamilyName(s.opts.Family)}
+	st.OwnNetNS = s.ownNS
 	in.Start(st)
 	in.Census(c)
 	in.End(&engine.End{EndNs: c.TakenNs})
