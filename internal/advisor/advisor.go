@@ -432,14 +432,14 @@ func (a *advisor) clientFinding(affected []*clientDest, size int, failures uint6
 			fmt.Fprintf(&b, ", at up to %s new connections/s, which hold %s ports over %d s", human.Grouped(int64(d.perS)), human.Grouped(d.need), timeWaitSeconds)
 		}
 		if n := len(affected) - 1; n > 0 {
-			fmt.Fprintf(&b, "; %d more destination%s near the limit", n, plural(n))
+			fmt.Fprintf(&b, "; %d more destination%s near the limit", n, human.Plural(n))
 		}
 	} else {
 		b.WriteString("This host ran out of local ports for outgoing connections")
 	}
 	if failures > 0 {
 		fmt.Fprintf(&b, ", and %s connect() call%s failed with EADDRNOTAVAIL (no free local port)",
-			human.Grouped(int64(failures)), plural(int(failures)))
+			human.Grouped(int64(failures)), human.Plural(int(failures)))
 	}
 	b.WriteString(".")
 	return b.String()
@@ -469,7 +469,7 @@ func (a *advisor) portRangeAdvice(exceeded []*clientDest, size int, rangeText st
 		fmt.Fprintf(&b, "ip_local_port_range (%s) gives %s local ports per destination", rangeText, human.Grouped(int64(size)))
 	}
 	if failures > 0 {
-		fmt.Fprintf(&b, ", and %s connect() call%s already failed for lack of one", human.Grouped(int64(failures)), plural(int(failures)))
+		fmt.Fprintf(&b, ", and %s connect() call%s already failed for lack of one", human.Grouped(int64(failures)), human.Plural(int(failures)))
 	}
 	b.WriteString(".")
 
@@ -545,7 +545,7 @@ func (a *advisor) closeWaitGroup(p report.LeakOwner, g report.LeakGroup, first b
 	}
 	where := ""
 	if len(ports) > 0 {
-		where = fmt.Sprintf(" on local port%s %s", plural(len(ports)), strings.Join(ports, ", "))
+		where = fmt.Sprintf(" on local port%s %s", human.Plural(len(ports)), strings.Join(ports, ", "))
 	}
 	peers := ""
 	if len(g.Peers) > 0 {
@@ -575,7 +575,7 @@ func (a *advisor) closeWaitGroup(p report.LeakOwner, g report.LeakGroup, first b
 	var rec string
 	switch g.Diagnosis {
 	case report.DiagUnread:
-		fmt.Fprintf(&b, "%s holds %s socket%s in CLOSE_WAIT%s%s that it never read to the end: ", who, n, plural(g.Count), where, peers)
+		fmt.Fprintf(&b, "%s holds %s socket%s in CLOSE_WAIT%s%s that it never read to the end: ", who, n, human.Plural(g.Count), where, peers)
 		if g.UnreadBytes > 0 {
 			fmt.Fprintf(&b, "%s of them still hold data (%s bytes in all) and the peer's EOF in the receive queue (Recv-Q > 0), ",
 				human.Grouped(int64(g.Unread)), human.Grouped(int64(g.UnreadBytes)))
@@ -603,7 +603,7 @@ func (a *advisor) closeWaitGroup(p report.LeakOwner, g report.LeakGroup, first b
 		rec = fmt.Sprintf("fix the connection pool of %s to %s: evict idle connections before the backend does, close() on EOF", name, backend)
 	default:
 		fmt.Fprintf(&b, "%s holds %s socket%s in CLOSE_WAIT%s%s, %s, each read to the end (Recv-Q 0): the peer "+
-			"closed its side, %s read the EOF and never called close().", who, n, plural(g.Count), where, peers, oldest, name)
+			"closed its side, %s read the EOF and never called close().", who, n, human.Plural(g.Count), where, peers, oldest, name)
 		b.WriteString(noSysctl + " Fix the application to close() a socket once a read returns EOF, including on error " +
 			"paths and in connection pools.")
 		rec = fmt.Sprintf("fix %s: close() sockets after reading EOF", name)
@@ -742,7 +742,7 @@ func (a *advisor) maxTwBuckets() {
 		"can be taken for part of a new connection on the same ports (the kernel logs \"time wait bucket "+
 		"table overflow\"). Raise the limit to %d if memory allows (about %d bytes each: %s at most); never "+
 		"lower it.", human.Grouped(int64(overflow)), limit, peaks, human.Grouped(int64(overflow)),
-		plural(int(overflow)), rec, twSockBytes, megabytes(rec*twSockBytes))
+		human.Plural(int(overflow)), rec, twSockBytes, megabytes(rec*twSockBytes))
 	a.add(report.Advice{
 		ID: IDMaxTwBuckets, Severity: Warning, Sysctl: hostinfo.MaxTwBuckets, Current: cur,
 		Recommended: strconv.FormatInt(rec, 10), Reason: reason,
@@ -787,7 +787,7 @@ func (a *advisor) finTimeout() bool {
 			"within milliseconds. Each holds its connection's ports and memory for %s; %d s frees them sooner. "+
 			"Also find out why the peers do not close (a load balancer or firewall dropping idle connections, a "+
 			"hung peer). This does not shorten TIME_WAIT.",
-			human.Grouped(o.Current), plural(int(o.Current)), human.Seconds(o.WaitedP50S), human.Seconds(o.WaitedMaxS),
+			human.Grouped(o.Current), human.Plural(int(o.Current)), human.Seconds(o.WaitedP50S), human.Seconds(o.WaitedMaxS),
 			held, recommendedFinTimeout)
 		advice.Evidence = map[string]any{
 			"orphans_now": o.Current, "orphans_waited_p50_s": o.WaitedP50S, "orphans_waited_max_s": o.WaitedMaxS,
@@ -800,7 +800,7 @@ func (a *advisor) finTimeout() bool {
 		"the peer never sent its FIN (%s ran out the timer, %s got it late). Each holds its connection's "+
 		"ports and memory for %s; %d s frees them sooner. Also find out why the peers do not close (a load "+
 		"balancer or firewall dropping idle connections, a hung peer). This does not shorten TIME_WAIT.",
-		human.Grouped(int64(o.Created)), plural(int(o.Created)), human.Grouped(o.Peak), human.Grouped(int64(expired)), human.Grouped(int64(late)),
+		human.Grouped(int64(o.Created)), human.Plural(int(o.Created)), human.Grouped(o.Peak), human.Grouped(int64(expired)), human.Grouped(int64(late)),
 		held, recommendedFinTimeout)
 	advice.Evidence = map[string]any{
 		"orphans_created": o.Created, "orphans_peak": o.Peak, "orphans_expired": expired,
@@ -903,13 +903,6 @@ func hostPort(addr string, port int) string {
 func isLoopback(addr string) bool {
 	a, err := netip.ParseAddr(addr)
 	return err == nil && a.Unmap().IsLoopback()
-}
-
-func plural(n int) string {
-	if n == 1 {
-		return ""
-	}
-	return "s"
 }
 
 func megabytes(b int64) string {

@@ -282,7 +282,7 @@ func SummaryLines(r *report.Report) []string {
 	}
 	if bp := r.CloseWait.ByProcess; len(bp) > 0 {
 		p := bp[0]
-		s := fmt.Sprintf("%s CLOSE_WAIT socket%s leaked by %s, the oldest %s%s", human.Grouped(p.Count), reportPlural(p.Count),
+		s := fmt.Sprintf("%s CLOSE_WAIT socket%s leaked by %s, the oldest %s%s", human.Grouped(p.Count), human.Plural(p.Count),
 			reportOwner(p.PID, p.Comm), reportAge(p), reportSince(p.Since))
 		if k := reportDiagnosis(p.Diagnosis, p.Groups); k != "" {
 			s += ": " + k
@@ -296,14 +296,14 @@ func SummaryLines(r *report.Report) []string {
 			}
 		}
 		if n := len(bp) - 1; n > 0 {
-			s += fmt.Sprintf("; %d more process%s leaking", n, reportPluralES(n))
+			s += fmt.Sprintf("; %d more process%s leaking", n, human.PluralES(n))
 		}
 		lines = append(lines, s)
 	}
 	for _, bs := range r.BlindSpots {
 		if bs.ID == "owners-unreadable" {
 			lines = append(lines, fmt.Sprintf("the holders of %s CLOSE_WAIT socket%s could not be read: run as root "+
-				"(or with CAP_SYS_PTRACE) to name them", human.Grouped(bs.Count), reportPlural(bs.Count)))
+				"(or with CAP_SYS_PTRACE) to name them", human.Grouped(bs.Count), human.Plural(bs.Count)))
 		}
 	}
 	if o := &r.FinWait2Orphans; o.Created > 0 {
@@ -327,7 +327,7 @@ func SummaryLines(r *report.Report) []string {
 	}
 	switch {
 	case warnings > 0:
-		lines = append(lines, fmt.Sprintf("%d problem%s to act on, see Recommendations", warnings, reportPlural(warnings)))
+		lines = append(lines, fmt.Sprintf("%d problem%s to act on, see Recommendations", warnings, human.Plural(warnings)))
 	case len(r.Recommendations) > 0:
 		lines = append(lines, "no changes needed; see the notes below")
 	default:
@@ -1059,20 +1059,6 @@ func reportClip(s string, n int) string {
 	}
 	r := []rune(s)
 	return string(r[:n-1]) + "…"
-}
-
-func reportPlural(n int) string {
-	if n == 1 {
-		return ""
-	}
-	return "s"
-}
-
-func reportPluralES(n int) string {
-	if n == 1 {
-		return ""
-	}
-	return "es"
 }
 
 // ringFullByCPU names the CPUs whose ring buffer overflowed: "CPU 0 12, CPU 3 4".
