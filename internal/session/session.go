@@ -93,12 +93,10 @@ type ExitError struct{ Code int }
 
 func (e *ExitError) Error() string { return fmt.Sprintf("command exited with status %d", e.Code) }
 
-// Run traces and prints, and returns when done. A non-nil *ExitError
-// carries the exit status of the user's command.
+// Run traces (or replays a capture, or takes a snapshot) and prints, and
+// returns when done. A non-nil *ExitError carries the exit status of the
+// user's command.
 func Run(ctx context.Context, opts Options, stdout, stderr io.Writer) error {
-	if opts.Snapshot {
-		return runSnapshot(opts, stdout, stderr)
-	}
 	if opts.Interval <= 0 {
 		opts.Interval = time.Second
 	}
@@ -120,10 +118,12 @@ func Run(ctx context.Context, opts Options, stdout, stderr io.Writer) error {
 	var live, final []engine.Sink
 	var events *eventSink
 	cfg := engine.Config{}
-	if opts.Read != "" {
-		// A replay runs in a moment: no status line, and the capture's
-		// threshold unless another is asked for.
+	if opts.Read != "" || opts.Snapshot {
+		// A replay or a snapshot runs in a moment: no status line.
 		opts.Quiet, view = true, nil
+	}
+	if opts.Read != "" {
+		// The capture's threshold unless another is asked for.
 		cfg.Threshold = opts.CloseWaitThreshold
 	}
 	if opts.Events {
@@ -163,23 +163,26 @@ func Run(ctx context.Context, opts Options, stdout, stderr io.Writer) error {
 	}
 	var src source
 	var replay *replaySource
-	if opts.Read != "" {
+	switch {
+	case opts.Snapshot:
+		src = &snapshotSource{opts: opts, procfs: owner.Proc("/proc")}
+	case opts.Read != "":
 		replay = &replaySource{opts: opts, stderr: stderr}
 		src = replay
-	} else {
-		live := &liveSource{opts: opts, stderr: stderr, procfs: owner.Proc("/proc"),
+	default:
+		tracer := &liveSource{opts: opts, stderr: stderr, procfs: owner.Proc("/proc"),
 			closeWaitOwners: eng.CloseWaitInodes}
 		// The command's output goes where it does not mix with ours:
 		// with JSON on stdout, to stderr.
-		live.cmdIn, live.cmdOut, live.cmdErr = os.Stdin, stdout, stderr
+		tracer.cmdIn, tracer.cmdOut, tracer.cmdErr = os.Stdin, stdout, stderr
 		if opts.JSON {
-			live.cmdOut = stderr
+			tracer.cmdOut = stderr
 		}
 		if view != nil {
 			defer view.close() // on every way out: the terminal is given back
-			view.wire(ctx, stop, live, p)
+			view.wire(ctx, stop, tracer, p)
 		}
-		src = live
+		src = tracer
 	}
 	code, err := src.run(ctx, in)
 	recErr := rec.close()
@@ -203,32 +206,6 @@ func Run(ctx context.Context, opts Options, stdout, stderr io.Writer) error {
 	return nil
 }
 
-// runSnapshot is `tcptrace --snapshot`: the census-only source into the
-// same engine and report sink as a trace.
-func runSnapshot(opts Options, stdout, stderr io.Writer) error {
-	eng := engine.New(engine.Config{})
-	rec, err := openRecording(opts, stderr)
-	if err != nil {
-		return err
-	}
-	var in engine.Input = eng
-	if rec != nil {
-		in = engine.Tee(rec.w, eng)
-	}
-	src := &snapshotSource{opts: opts, procfs: owner.Proc("/proc")}
-	err = src.run(in)
-	recErr := rec.close()
-	if err != nil {
-		return errors.Join(err, recErr)
-	}
-	snap := eng.Snapshot()
-	errs := []error{(&reportSink{w: stdout, stderr: stderr, json: opts.JSON}).Final(snap), recErr}
-	if opts.HTML != "" {
-		errs = append(errs, (&htmlSink{path: opts.HTML}).Final(snap))
-	}
-	return errors.Join(errs...)
-}
-
 // newStart opens a stream from this host: the facts of the network
 // namespace tcptrace runs in (its sysctls, the kernel), and the options
 // the numbers depend on. The source fills in the rest (times, scope).
@@ -246,7 +223,8 @@ func newStart(mode string, opts Options, procfs fs.FS) (*engine.Start, error) {
 	}, nil
 }
 
-// source feeds a stream into the pipeline: the live probe, or a capture.
+// source feeds a stream into the pipeline: the live probe, a capture, or
+// the census alone (--snapshot).
 type source interface {
 	run(ctx context.Context, in engine.Input) (code int, err error)
 }

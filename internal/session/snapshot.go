@@ -1,6 +1,7 @@
 package session
 
 import (
+	"context"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -29,21 +30,22 @@ type snapshotSource struct {
 	ownNS  uint32
 }
 
-// run feeds in a whole snapshot stream: Start, one Census, End.
-func (s *snapshotSource) run(in engine.Input) error {
+// run feeds in a whole snapshot stream: Start, one Census, End. It
+// returns 0: there is no command.
+func (s *snapshotSource) run(_ context.Context, in engine.Input) (int, error) {
 	st, err := newStart(engine.ModeSnapshot, s.opts, s.procfs)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	if s.ownNS == 0 {
 		if s.ownNS, err = netns.Own(); err != nil {
-			return err
+			return 0, err
 		}
 	}
 	d := s.dumper
 	if d == nil {
 		if d, err = census.NewDumper(); err != nil {
-			return fmt.Errorf("opening sock_diag for the socket census (no privilege is needed for tcptrace's own "+
+			return 0, fmt.Errorf("opening sock_diag for the socket census (no privilege is needed for tcptrace's own "+
 				"network namespace; if the kernel builds it as modules, load them: modprobe tcp_diag): %w", err)
 		}
 		defer d.Close()
@@ -52,7 +54,7 @@ func (s *snapshotSource) run(in engine.Input) error {
 	c := s.take(d)
 	c.Took = time.Since(began)
 	if c.Err != "" {
-		return fmt.Errorf("taking the socket census: %s", c.Err)
+		return 0, fmt.Errorf("taking the socket census: %s", c.Err)
 	}
 	st.StartNs, st.Started = c.TakenNs, began
 	st.Scope = report.Scope{NetNS: s.ownNS, Port: s.opts.Port, Family: report.FamilyName(s.opts.Family)}
@@ -60,7 +62,7 @@ func (s *snapshotSource) run(in engine.Input) error {
 	in.Start(st)
 	in.Census(c)
 	in.End(&engine.End{EndNs: c.TakenNs})
-	return nil
+	return 0, nil
 }
 
 // take dumps every state, with tcp_info for the CLOSE_WAIT sockets only:

@@ -1,6 +1,7 @@
 package session
 
 import (
+	"context"
 	"io"
 	"testing"
 
@@ -38,7 +39,7 @@ func BenchmarkSnapshotSource(b *testing.B) {
 		b.Run(name, func(b *testing.B) {
 			for b.Loop() {
 				eng := engine.New(engine.Config{})
-				if err := src.run(eng); err != nil {
+				if _, err := src.run(context.Background(), eng); err != nil {
 					b.Fatal(err)
 				}
 				r := eng.Snapshot().Report
