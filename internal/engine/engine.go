@@ -64,10 +64,12 @@ type nsState struct {
 	seeded bool
 	// first is when each CLOSE_WAIT socket was first seen; closeWait the
 	// latest list, taken at closeWaitNs (tcp_info's times count back
-	// from then).
-	first       map[sockKey]uint64
-	closeWait   []census.Socket
-	closeWaitNs uint64
+	// from then), and closeWaitFirst its sockets' first sightings, in
+	// its order: read every interval, they are looked up once a census.
+	first          map[sockKey]uint64
+	closeWait      []census.Socket
+	closeWaitFirst []uint64
+	closeWaitNs    uint64
 	// listenPorts are the ports of the listening sockets seen: a socket
 	// on one was accepted, not connect()ed.
 	listenPorts map[uint16]bool
@@ -247,20 +249,22 @@ func (e *Engine) seed(n *nsState, c *Census) {
 func closeWaitCensus(n *nsState, c *Census) {
 	first := make(map[sockKey]uint64, len(n.first))
 	list := make([]census.Socket, 0, len(n.closeWait))
+	firstNs := make([]uint64, 0, len(n.closeWait))
 	for i := range c.Sockets {
 		s := &c.Sockets[i]
 		if s.State != event.CloseWait {
 			continue
 		}
-		list = append(list, *s)
 		k := sockKey{s.Local, s.Remote}
-		if t, ok := n.first[k]; ok {
-			first[k] = t
-		} else {
-			first[k] = c.TakenNs
+		t, ok := n.first[k]
+		if !ok {
+			t = c.TakenNs
 		}
+		first[k] = t
+		list = append(list, *s)
+		firstNs = append(firstNs, t)
 	}
-	n.first, n.closeWait, n.closeWaitNs, n.ok = first, list, c.TakenNs, true
+	n.first, n.closeWait, n.closeWaitFirst, n.closeWaitNs, n.ok = first, list, firstNs, c.TakenNs, true
 }
 
 // Namespace implements Input.
@@ -506,7 +510,7 @@ func (e *Engine) censusSockets(ns uint32, n *nsState, dst []report.CensusSocket)
 	dst = slices.Grow(dst, len(n.closeWait))
 	for i := range n.closeWait {
 		s := &n.closeWait[i]
-		c := censusSocket(s, n.first[sockKey{s.Local, s.Remote}])
+		c := censusSocket(s, n.closeWaitFirst[i])
 		c.NetNS, c.TakenNs, c.Listening = ns, n.closeWaitNs, n.listening(s.Local.Port())
 		dst = append(dst, c)
 	}
@@ -602,14 +606,15 @@ func (e *Engine) nsReport(stats *tracker.Stats, ns uint32) report.Namespace {
 func (e *Engine) CloseWaitInodes(nowNs uint64, minAge time.Duration) []uint64 {
 	var out []uint64
 	for _, n := range e.ns {
-		for _, s := range n.closeWait {
+		for i := range n.closeWait {
+			s := &n.closeWait[i]
 			if s.Inode == 0 {
 				continue
 			}
 			if _, known := e.owners[s.Inode]; known {
 				continue
 			}
-			if first := n.first[sockKey{s.Local, s.Remote}]; nowNs-min(first, nowNs) >= uint64(minAge) {
+			if first := n.closeWaitFirst[i]; nowNs-min(first, nowNs) >= uint64(minAge) {
 				out = append(out, s.Inode)
 			}
 		}
