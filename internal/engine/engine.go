@@ -396,7 +396,9 @@ func (e *Engine) Snapshot() *Snapshot {
 		s.CensusErr = own.err
 	}
 	s.History, s.HistoryStep = e.series.History()
-	s.States = e.tr.Brief(e.nowNs, 0).States
+	for state, n := range st.Now {
+		s.States[state] = n
+	}
 	return s
 }
 
