@@ -1002,8 +1002,6 @@ func (t *reportTable) write(b *strings.Builder, indent string) {
 	}
 }
 
-// reportMillis humanizes a duration in milliseconds: 0.12 ms, 3.4 ms, 250 ms,
-
 // reportPercent is part of total in whole percent, rounded.
 func reportPercent(part, total uint64) int {
 	if total == 0 {
