@@ -153,26 +153,39 @@ func WriteReportText(w io.Writer, r *report.Report) error {
 	return nil
 }
 
+// KernelName names the traced kernel for a sentence: "Linux 6.8.0",
+// "an unknown kernel".
+func KernelName(release string) string {
+	switch {
+	case release == "":
+		return "an unknown kernel"
+	case strings.HasPrefix(release, "Linux"):
+		return release
+	}
+	return "Linux " + release
+}
+
+// ScopeText says what was traced: "network namespace 4026531840, port
+// 8080, ipv4 only".
+func ScopeText(s *report.Scope) string {
+	t := fmt.Sprintf("network namespace %d", s.NetNS)
+	if s.AllNetNS {
+		t = "all network namespaces"
+	}
+	if s.PID != 0 {
+		t += fmt.Sprintf(", pid %d", s.PID)
+	}
+	if s.Port != 0 {
+		t += fmt.Sprintf(", port %d", s.Port)
+	}
+	if s.Family != "" {
+		t += ", " + s.Family + " only"
+	}
+	return t
+}
+
 func reportHeader(b *strings.Builder, r *report.Report) {
-	kernel := r.Kernel
-	if kernel == "" {
-		kernel = "an unknown kernel"
-	} else if !strings.HasPrefix(kernel, "Linux") {
-		kernel = "Linux " + kernel
-	}
-	scope := fmt.Sprintf("network namespace %d", r.Scope.NetNS)
-	if r.Scope.AllNetNS {
-		scope = "all network namespaces"
-	}
-	if r.Scope.PID != 0 {
-		scope += fmt.Sprintf(", pid %d", r.Scope.PID)
-	}
-	if r.Scope.Port != 0 {
-		scope += fmt.Sprintf(", port %d", r.Scope.Port)
-	}
-	if r.Scope.Family != "" {
-		scope += ", " + r.Scope.Family + " only"
-	}
+	kernel, scope := KernelName(r.Kernel), ScopeText(&r.Scope)
 	if r.Mode == report.ModeSnapshot {
 		fmt.Fprintf(b, "tcptrace snapshot: %s on %s\n", scope, kernel)
 		line := []string{}
@@ -265,9 +278,9 @@ func SummaryLines(r *report.Report) []string {
 			if len(tw.Top) > 0 {
 				t := tw.Top[0]
 				if t.Role == "client" {
-					s += fmt.Sprintf(", most towards %s", reportHostPort(t.Addr, t.Port))
+					s += fmt.Sprintf(", most towards %s", HostPort(t.Addr, t.Port))
 				} else {
-					s += fmt.Sprintf(", most on %s", reportHostPort(t.Addr, t.Port))
+					s += fmt.Sprintf(", most on %s", HostPort(t.Addr, t.Port))
 				}
 			}
 		}
@@ -276,7 +289,7 @@ func SummaryLines(r *report.Report) []string {
 	if f := r.PortExhaustion.ConnectFailures; f > 0 {
 		s := fmt.Sprintf("%s connect() calls failed for lack of a local port (EADDRNOTAVAIL)", human.Grouped(f))
 		if d := r.PortExhaustion.ByDestination; len(d) > 0 {
-			s += fmt.Sprintf(", %s of them to %s", human.Grouped(d[0].Failures), reportHostPort(d[0].Addr, d[0].Port))
+			s += fmt.Sprintf(", %s of them to %s", human.Grouped(d[0].Failures), HostPort(d[0].Addr, d[0].Port))
 		}
 		lines = append(lines, s)
 	}
@@ -336,11 +349,28 @@ func SummaryLines(r *report.Report) []string {
 	return lines
 }
 
-// reportStateOrder is the order of a connection's life, then the
-// mini-sockets.
-func reportStateOrder() []string {
-	return []string{"SYN_SENT", "SYN_RECV", "NEW_SYN_RECV", "ESTABLISHED", "FIN_WAIT1", "FIN_WAIT2",
-		"CLOSE_WAIT", "LAST_ACK", "CLOSING", "TIME_WAIT", "FIN_WAIT2_ORPHAN"}
+// stateOrder is the order of a connection's life, then the mini-sockets.
+var stateOrder = []string{"SYN_SENT", "SYN_RECV", "NEW_SYN_RECV", "ESTABLISHED", "FIN_WAIT1", "FIN_WAIT2",
+	"CLOSE_WAIT", "LAST_ACK", "CLOSING", "TIME_WAIT", "FIN_WAIT2_ORPHAN"}
+
+// InStateOrder returns the keys of m, states: the lead ones first, then
+// those of stateOrder in its order, then any other by name.
+func InStateOrder[V any](m map[string]V, lead ...string) []string {
+	order := slices.Concat(lead, stateOrder)
+	var rest []string
+	for s := range m {
+		if !slices.Contains(order, s) {
+			rest = append(rest, s)
+		}
+	}
+	slices.Sort(rest)
+	out := make([]string, 0, len(m))
+	for _, s := range append(order, rest...) {
+		if _, ok := m[s]; ok {
+			out = append(out, s)
+		}
+	}
+	return out
 }
 
 func reportLifetimes(b *strings.Builder, r *report.Report) {
@@ -348,20 +378,9 @@ func reportLifetimes(b *strings.Builder, r *report.Report) {
 		b.WriteString("\nLifetimes: none (no TCP state changes seen)\n")
 		return
 	}
-	order := reportStateOrder()
-	var rest []string
-	for s := range r.States {
-		if !slices.Contains(order, s) {
-			rest = append(rest, s)
-		}
-	}
-	slices.Sort(rest)
 	t := newReportTable("STATE", ">COUNT", ">P50", ">P90", ">P99", ">MAX")
-	for _, s := range append(order, rest...) {
-		d, ok := r.States[s]
-		if !ok {
-			continue
-		}
+	for _, s := range InStateOrder(r.States) {
+		d := r.States[s]
 		t.row(s, human.Count(d.Count), human.Millis(d.P50), human.Millis(d.P90), human.Millis(d.P99), human.Millis(d.Max))
 	}
 	b.WriteString("\nLifetimes (time spent in each state)\n")
@@ -415,7 +434,7 @@ func reportTimeWait(b *strings.Builder, r *report.Report) {
 	}
 	t := newReportTable(cols...)
 	for _, d := range tw.Top {
-		cells := []string{d.Role, reportHostPort(d.Addr, d.Port), human.Count(d.Count), human.Count(d.Current), human.Count(d.Peak), human.Count(d.PeakPerS)}
+		cells := []string{d.Role, HostPort(d.Addr, d.Port), human.Count(d.Count), human.Count(d.Current), human.Count(d.Peak), human.Count(d.PeakPerS)}
 		if r.Scope.AllNetNS {
 			cells = append(cells, strconv.FormatUint(uint64(d.NetNS), 10))
 		}
@@ -435,7 +454,7 @@ func reportTimeWaitNow(b *strings.Builder, r *report.Report) {
 	}
 	t := newReportTable("ROLE", "DESTINATION", ">NOW")
 	for _, d := range tw.Top {
-		t.row(d.Role, reportHostPort(d.Addr, d.Port), human.Count(d.Current))
+		t.row(d.Role, HostPort(d.Addr, d.Port), human.Count(d.Current))
 	}
 	b.WriteString("  top destinations (client: the remote side; server: this host's listening side):\n")
 	t.write(b, "    ")
@@ -527,7 +546,7 @@ func reportCloseWait(b *strings.Builder, r *report.Report) {
 		if l.FD >= 0 && l.PID != 0 {
 			fd = strconv.Itoa(l.FD)
 		}
-		t.row(strconv.Itoa(l.PID), reportName(l.Comm), fd, reportHostPort(l.Laddr, l.Lport), reportHostPort(l.Raddr, l.Rport),
+		t.row(strconv.Itoa(l.PID), reportName(l.Comm), fd, HostPort(l.Laddr, l.Lport), HostPort(l.Raddr, l.Rport),
 			strconv.FormatUint(uint64(l.RecvQ), 10), reportLeakAge(l), reportDash(l.Diagnosis))
 	}
 	t.write(b, "    ")
@@ -602,7 +621,7 @@ func reportPortExhaustion(b *strings.Builder, r *report.Report) {
 	if len(pe.ByDestination) > 0 {
 		t := newReportTable("DESTINATION", ">FAILURES", ">TIME_WAIT AT PEAK")
 		for _, d := range pe.ByDestination {
-			t.row(reportHostPort(d.Addr, d.Port), human.Count(d.Failures), human.Count(d.TimeWaitPeak))
+			t.row(HostPort(d.Addr, d.Port), human.Count(d.Failures), human.Count(d.TimeWaitPeak))
 		}
 		t.write(b, "  ")
 	}
@@ -621,19 +640,9 @@ func reportSockets(b *strings.Builder, r *report.Report) {
 		b.WriteString("\nSockets now: none\n")
 		return
 	}
-	order := append([]string{"LISTEN"}, reportStateOrder()...)
-	var rest []string
-	for s := range r.Census.States {
-		if !slices.Contains(order, s) {
-			rest = append(rest, s)
-		}
-	}
-	slices.Sort(rest)
 	t := newReportTable("", ">")
-	for _, s := range append(order, rest...) {
-		if n, ok := r.Census.States[s]; ok {
-			t.row(s, human.Grouped(n))
-		}
+	for _, s := range InStateOrder(r.Census.States, "LISTEN") {
+		t.row(s, human.Grouped(r.Census.States[s]))
 	}
 	b.WriteString("\nSockets now, by state\n")
 	t.write(b, "  ")
@@ -661,7 +670,7 @@ func reportHeadroom(b *strings.Builder, r *report.Report) {
 		"  %s for each pair)\n", pr.Low, pr.High, human.Grouped(pr.Size))
 	t := newReportTable("SOURCE", "DESTINATION", ">IN USE", ">TIME_WAIT", ">FREE")
 	for _, d := range h {
-		t.row(d.Laddr, reportHostPort(d.Addr, d.Port), human.Grouped(d.InUse), human.Grouped(d.TimeWait), human.Grouped(d.Free))
+		t.row(d.Laddr, HostPort(d.Addr, d.Port), human.Grouped(d.InUse), human.Grouped(d.TimeWait), human.Grouped(d.Free))
 	}
 	t.write(b, "  ")
 }
@@ -785,9 +794,6 @@ func CounterNote(key string) string {
 	return ""
 }
 
-// Evidence prints an advice's evidence as "key=value" pairs in key order.
-func Evidence(m map[string]any) string { return reportEvidence(m) }
-
 // SysctlConf is how to apply r's sysctl advice, as the text report says
 // it (the sysctl.d file, each line with a comment saying what it does,
 // per namespace with --all-netns), without the report's indent; "" when
@@ -887,12 +893,14 @@ func reportEvidence(m map[string]any) string {
 	slices.Sort(keys)
 	parts := make([]string, len(keys))
 	for i, k := range keys {
-		parts[i] = k + "=" + reportEvidenceValue(m[k])
+		parts[i] = k + "=" + EvidenceValue(m[k])
 	}
 	return strings.Join(parts, " ")
 }
 
-func reportEvidenceValue(v any) string {
+// EvidenceValue prints one value of an advice's evidence as the report
+// does, outside strings escaped.
+func EvidenceValue(v any) string {
 	switch x := v.(type) {
 	case string:
 		if x == "" || strings.ContainsAny(x, " \t") {
@@ -914,7 +922,7 @@ func reportEvidenceValue(v any) string {
 	case []any:
 		s := make([]string, len(x))
 		for i, e := range x {
-			s[i] = reportEvidenceValue(e)
+			s[i] = EvidenceValue(e)
 		}
 		return strings.Join(s, ",")
 	}
@@ -1010,7 +1018,9 @@ func reportPercent(part, total uint64) int {
 	return int((part*100 + total/2) / total)
 }
 
-func reportHostPort(addr string, port int) string {
+// HostPort joins a report's address and port: "10.0.0.5:443",
+// "[::1]:80".
+func HostPort(addr string, port int) string {
 	return net.JoinHostPort(addr, strconv.Itoa(port))
 }
 

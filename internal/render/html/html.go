@@ -14,7 +14,6 @@ import (
 	"html/template"
 	"io"
 	"maps"
-	"net"
 	"slices"
 	"strconv"
 	"strings"
@@ -38,7 +37,7 @@ var tmpl = template.Must(template.New("page").Funcs(template.FuncMap{
 	"add":      func(a, b float64) float64 { return a + b },
 	"sub":      func(a, b float64) float64 { return a - b },
 	"width":    func(a, b float64) float64 { return max(b-a, 2) },
-	"hostport": hostPort,
+	"hostport": render.HostPort,
 }).Parse(pageTemplate))
 
 // Sections are the ids of the page's sections, in order: tests and
@@ -130,7 +129,7 @@ type lifetime struct {
 func newPage(snap *engine.Snapshot) *page {
 	r := snap.Report
 	p := &page{Title: "tcptrace report", GeneratedBy: "tcptrace " + r.Version}
-	p.Headline = fmt.Sprintf("%s of TCP on %s, %s", human.Seconds(r.DurationS), kernelName(r.Kernel), scopeText(&r.Scope))
+	p.Headline = fmt.Sprintf("%s of TCP on %s, %s", human.Seconds(r.DurationS), render.KernelName(r.Kernel), scopeText(&r.Scope))
 	if !r.Started.IsZero() {
 		p.Facts = append(p.Facts, "started "+r.Started.UTC().Format("2006-01-02 15:04:05 UTC"))
 	}
@@ -156,7 +155,7 @@ func newPage(snap *engine.Snapshot) *page {
 			v.What = fmt.Sprintf("%s: %s → %s", a.Sysctl, dash(a.Current), a.Recommended)
 		}
 		for _, k := range slices.Sorted(maps.Keys(a.Evidence)) {
-			v.Evidence = append(v.Evidence, fact{k, render.Evidence(map[string]any{k: a.Evidence[k]})[len(k)+1:]})
+			v.Evidence = append(v.Evidence, fact{k, render.EvidenceValue(a.Evidence[k])})
 		}
 		if v.Warning {
 			p.Problems++
@@ -230,19 +229,10 @@ func (p *page) mini(r *report.Report) {
 }
 
 func (p *page) lifetimes(r *report.Report) {
-	order := []string{"SYN_SENT", "SYN_RECV", "NEW_SYN_RECV", "ESTABLISHED", "FIN_WAIT1", "FIN_WAIT2",
-		"CLOSE_WAIT", "LAST_ACK", "CLOSING", "TIME_WAIT", "FIN_WAIT2_ORPHAN"}
-	var rest []string
-	for s := range r.States {
-		if !slices.Contains(order, s) {
-			rest = append(rest, s)
-		}
-	}
-	slices.Sort(rest)
 	var rows []lifeRow
-	for _, s := range append(order, rest...) {
-		d, ok := r.States[s]
-		if !ok || d.Count == 0 {
+	for _, s := range render.InStateOrder(r.States) {
+		d := r.States[s]
+		if d.Count == 0 {
 			continue
 		}
 		p.Lifetimes = append(p.Lifetimes, lifetime{State: s, Count: human.Grouped(d.Count),
@@ -259,7 +249,7 @@ func (p *page) destinations(r *report.Report) {
 		top = max(top, d.Count)
 	}
 	for _, d := range r.TimeWait.Top {
-		v := destination{Role: d.Role, Dest: hostPort(d.Addr, d.Port), Count: human.Grouped(d.Count),
+		v := destination{Role: d.Role, Dest: render.HostPort(d.Addr, d.Port), Count: human.Grouped(d.Count),
 			Now: human.Grouped(d.Current), Peak: human.Grouped(d.Peak), PeakPerS: human.Grouped(d.PeakPerS)}
 		if r.Scope.AllNetNS {
 			v.NetNS = strconv.FormatUint(uint64(d.NetNS), 10)
@@ -298,7 +288,7 @@ func (p *page) closeWait(r *report.Report) {
 			p.PreexistingCWs = true
 		}
 		p.LeakedSockets = append(p.LeakedSockets, leakedSocket{PID: pidText(l.PID), Comm: dash(l.Comm),
-			Local: hostPort(l.Laddr, l.Lport), Remote: hostPort(l.Raddr, l.Rport), Age: age})
+			Local: render.HostPort(l.Laddr, l.Lport), Remote: render.HostPort(l.Raddr, l.Rport), Age: age})
 	}
 }
 
@@ -310,7 +300,7 @@ func (p *page) scope(snap *engine.Snapshot) {
 		add("filtered on replay", strings.Join(r.Scope.ReplayFilters, ", ")+" (applied to the recorded events and censuses, not while tracing)")
 	}
 	add("mode", r.Mode)
-	add("kernel", kernelName(r.Kernel))
+	add("kernel", render.KernelName(r.Kernel))
 	if st := snap.Start; st != nil {
 		if st.CPUs > 0 {
 			add("CPUs", strconv.Itoa(st.CPUs))
@@ -341,20 +331,9 @@ func (p *page) scope(snap *engine.Snapshot) {
 		human.Grouped(r.Tracking.Inconsistent)))
 }
 
+// scopeText is the report's scope, and the filters of a replay.
 func scopeText(s *report.Scope) string {
-	t := fmt.Sprintf("network namespace %d", s.NetNS)
-	if s.AllNetNS {
-		t = "all network namespaces"
-	}
-	if s.PID != 0 {
-		t += fmt.Sprintf(", pid %d", s.PID)
-	}
-	if s.Port != 0 {
-		t += fmt.Sprintf(", port %d", s.Port)
-	}
-	if s.Family != "" {
-		t += ", " + s.Family + " only"
-	}
+	t := render.ScopeText(s)
 	if len(s.ReplayFilters) > 0 {
 		t += " (" + strings.Join(s.ReplayFilters, ", ") + " filtered on replay)"
 	}
@@ -377,18 +356,6 @@ func incompleteText(r *report.Report) string {
 	}
 	return "Incomplete trace: " + strings.Join(why, ", ") + ". The counts undercount, and lifetimes that spanned the loss are left out."
 }
-
-func kernelName(k string) string {
-	switch {
-	case k == "":
-		return "an unknown kernel"
-	case strings.HasPrefix(k, "Linux"):
-		return k
-	}
-	return "Linux " + k
-}
-
-func hostPort(addr string, port int) string { return net.JoinHostPort(addr, strconv.Itoa(port)) }
 
 func pidText(pid int) string {
 	if pid == 0 {
