@@ -284,9 +284,10 @@ func age(sec float64) string {
 // hostPort joins an address and a port in at most w cells, shortening a
 // long address in its middle so that the port stays readable.
 func hostPort(addr string, port int, w int) string {
-	hp := net.JoinHostPort(safe.Text(addr), strconv.Itoa(port))
+	addr = safe.Text(addr)
+	hp := net.JoinHostPort(addr, strconv.Itoa(port))
 	if over := ansi.StringWidth(hp) - w; over > 0 {
-		a := []rune(safe.Text(addr))
+		a := []rune(addr)
 		if keep := len(a) - over - 1; keep >= 4 {
 			head := keep / 2
 			short := string(a[:head]) + "…" + string(a[len(a)-(keep-head):])
