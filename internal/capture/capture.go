@@ -56,9 +56,6 @@ const (
 	maxBlockRaw = 64 << 20
 )
 
-// Extension is the file name extension the documentation uses.
-const Extension = ".tcpcap"
-
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 // Errors a Reader returns, to test with errors.Is.
