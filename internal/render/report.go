@@ -1111,7 +1111,7 @@ func reportNamespaces(b *strings.Builder, r *report.Report) {
 		reportWrap(b, line, "    ")
 		for _, p := range cw.ByProcess {
 			reportWrap(b, fmt.Sprintf("leaks CLOSE_WAIT: %s, %s sockets, the oldest %s",
-				reportOwner(p.PID, (p.Comm)), human.Count(p.Count), human.Seconds(p.OldestS)), "    ")
+				reportOwner(p.PID, p.Comm), human.Count(p.Count), human.Seconds(p.OldestS)), "    ")
 		}
 		var set []string
 		for _, st := range reportSettingList() {
@@ -1146,7 +1146,7 @@ func reportNamespaces(b *strings.Builder, r *report.Report) {
 func reportNetNSName(r *report.Report, netns uint32) string {
 	for _, n := range r.Namespaces {
 		if n.NetNS == netns && n.Name != "" {
-			return fmt.Sprintf("netns %d (%s)", netns, (n.Name))
+			return fmt.Sprintf("netns %d (%s)", netns, n.Name)
 		}
 	}
 	return fmt.Sprintf("netns %d", netns)
@@ -1159,16 +1159,16 @@ func reportNetNSWho(n report.Namespace) string {
 		who = append(who, "tcptrace's own")
 	}
 	if n.PodUID != "" {
-		who = append(who, "pod "+(n.PodUID))
+		who = append(who, "pod "+n.PodUID)
 	}
 	if n.ContainerID != "" {
-		who = append(who, "container "+(reportClip(n.ContainerID, 12)))
+		who = append(who, "container "+reportClip(n.ContainerID, 12))
 	}
 	if n.Runtime != "" {
-		who = append(who, (n.Runtime))
+		who = append(who, n.Runtime)
 	}
 	if n.PID != 0 {
-		who = append(who, reportOwner(n.PID, (n.Comm)))
+		who = append(who, reportOwner(n.PID, n.Comm))
 	}
 	return strings.Join(who, ", ")
 }
