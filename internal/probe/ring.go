@@ -76,15 +76,12 @@ type shard struct {
 	prodPos *uint64 // the kernel's producer position
 	data    []byte  // the data area, mapped twice so no record wraps
 	mask    uint64
-	fd      int
 
 	scan  uint64    // next position not yet scanned
 	pend  []pending // scanned records not handed over, in ring order
 	head  int       // pend[head:] are still pending
 	floor uint64    // records this ring delivers later are newer than this
 	busy  bool      // the scan stopped at a record still being written
-	dip   bool      // some pending record is older than the one before it
-	read  uint64    // records handed over
 }
 
 // pending is a committed record the merge has not handed over yet.
@@ -137,7 +134,6 @@ func newRings(maps []*ebpf.Map) (_ *rings, err error) {
 			prodPos: (*uint64)(unsafe.Pointer(&prod[0])),
 			data:    prod[page:],
 			mask:    uint64(size - 1),
-			fd:      m.FD(),
 		}
 		r.shards[i].scan = atomic.LoadUint64(r.shards[i].consPos)
 		// Edge-triggered: the kernel's wakeup (a batch is waiting) is
@@ -228,6 +224,7 @@ func (r *rings) pass(fn func([]byte), all bool) (n int, waiting, busy bool) {
 func (s *shard) scanRing() {
 	prod := atomic.LoadUint64(s.prodPos) // acquire: records before it are visible
 	s.busy = false
+	dip := false // some pending record is older than the one before it
 	last := uint64(0)
 	if n := len(s.pend); n > s.head {
 		last = s.pend[n-1].key
@@ -245,19 +242,18 @@ func (s *shard) scanRing() {
 		if hdr&ringDiscard == 0 && length >= 8 {
 			ts := *(*uint64)(unsafe.Pointer(&s.data[off+ringHdrSize]))
 			if ts < last {
-				s.dip = true
+				dip = true
 			}
 			last = ts
 			s.pend = append(s.pend, pending{pos: s.scan, key: ts})
 		}
 		s.scan += ringHdrSize + (length+7)&^7
 	}
-	if s.dip {
+	if dip {
 		// Keys are the lowest timestamp at or behind each record.
 		for i := len(s.pend) - 2; i >= s.head; i-- {
 			s.pend[i].key = min(s.pend[i].key, s.pend[i+1].key)
 		}
-		s.dip = false
 	}
 }
 
@@ -317,7 +313,6 @@ func (r *rings) merge(limit uint64, fn func([]byte)) int {
 			}
 			fn(s.record(s.pend[s.head].pos))
 			s.head++
-			s.read++
 			n++
 		}
 		if s.head == len(s.pend) || s.pend[s.head].key >= limit {
@@ -362,15 +357,6 @@ func (r *rings) down(i int) {
 		r.heap[i], r.heap[c] = r.heap[c], r.heap[i]
 		i = c
 	}
-}
-
-// read is the number of records handed over, per ring.
-func (r *rings) readPerRing() []uint64 {
-	out := make([]uint64, len(r.shards))
-	for i := range r.shards {
-		out[i] = r.shards[i].read
-	}
-	return out
 }
 
 func (r *rings) close() error {
