@@ -3,7 +3,6 @@ package probe
 import (
 	"errors"
 	"fmt"
-	"strings"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/btf"
@@ -169,13 +168,4 @@ func (a *attached) misses() uint64 {
 		}
 	}
 	return n
-}
-
-// names lists the attached hooks.
-func (a *attached) names() string {
-	var s []string
-	for _, h := range a.hooks {
-		s = append(s, h.name)
-	}
-	return strings.Join(s, ",")
 }

@@ -77,10 +77,8 @@ type Probe struct {
 	minis     *attached
 	states    *attached
 	hooks     Hooks
-	fentryErr error
 	probeRead bool
 	inner     []*ebpf.Map // the per-CPU ring buffers, in CPU order
-	cpus      []int       // the CPU of each ring
 	// possible and ringSize size the ring array and its rings.
 	possible, ringSize int
 	rings              *rings
@@ -165,7 +163,7 @@ func Open(cfg Config) (_ *Probe, err error) {
 	}
 	ringSize := ringBytes(cfg.RingBytes, len(cpus))
 
-	p := &Probe{cfg: cfg, hz: kernelHZ(), cpus: cpus, possible: possible, ringSize: ringSize}
+	p := &Probe{cfg: cfg, hz: kernelHZ(), possible: possible, ringSize: ringSize}
 	defer func() {
 		if err != nil {
 			p.Close()
@@ -265,11 +263,9 @@ func (p *Probe) attachMiniSockets(kernel *btf.Spec, kcfg sockstateTtConfig, skip
 			p.hooks = HooksFentry
 			return nil
 		}
-		err = fentryError(err)
 		if p.cfg.Hooks == HooksFentry {
-			return fmt.Errorf("--hooks=fentry: %w; --hooks=tracepoints works wherever tcptrace does", err)
+			return fmt.Errorf("--hooks=fentry: %w; --hooks=tracepoints works wherever tcptrace does", fentryError(err))
 		}
-		p.fentryErr = err
 	}
 	// The timer programs recognize the mini-socket's timer by its
 	// function's address.
@@ -651,7 +647,3 @@ func (p *Probe) Hooks() string { return string(p.hooks) }
 // ProbeReads says whether the programs built for kernels without
 // bpf_rdonly_cast were loaded.
 func (p *Probe) ProbeReads() bool { return p.probeRead }
-
-// FentryError is why HooksAuto fell back to the timer tracepoints; nil if
-// it did not.
-func (p *Probe) FentryError() error { return p.fentryErr }
