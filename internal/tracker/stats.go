@@ -102,7 +102,7 @@ func (t *Tracker) Stats() Stats {
 		TimeWait: t.timeWait, Orphans: t.orphans,
 		TimeWaitLife: Summarize(&t.timeWait.Life), OrphanLife: Summarize(&t.orphans.Life),
 		ConnectFailures: t.connectFailures,
-		Tracked:         uint64(t.index.len()), Evicted: t.evicted,
+		Tracked:         uint64(t.index.Len()), Evicted: t.evicted,
 		Incomplete: t.incomplete, Inconsistent: t.inconsistent,
 		LostRecords: t.res.Dropped, MiniUntracked: t.res.Untracked,
 		NetNS: t.netNSList(),

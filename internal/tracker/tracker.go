@@ -15,6 +15,7 @@ import (
 	"net/netip"
 
 	"github.com/tcptrace/tcptrace/internal/event"
+	"github.com/tcptrace/tcptrace/internal/sockmap"
 )
 
 // Role says which side of a connection this host is.
@@ -97,7 +98,7 @@ type Tracker struct {
 	res  *event.Resolver
 	emit func(*event.Event)
 
-	index  sockIndex
+	index  sockmap.Map[uint32] // socket address -> slot
 	slots  []slot
 	free   []uint32
 	hand   int
@@ -154,7 +155,7 @@ func New(cfg Config, emit func(*event.Event)) *Tracker {
 		cfg:          cfg,
 		res:          event.NewResolver(cfg.HZ),
 		emit:         emit,
-		index:        newSockIndex(),
+		index:        sockmap.New[uint32](),
 		procs:        make(map[uint32][16]byte),
 		listeners:    make(map[listenKey]uint32),
 		dests:        make(map[destKey]uint32),
@@ -190,7 +191,7 @@ func (t *Tracker) Flush(nowNs uint64) {
 	}
 	t.res.Flush(nowNs, t.handle)
 	// Give back what a burst of sockets made the index grow to.
-	t.index.shrink()
+	t.index.Shrink()
 }
 
 // ObserveListener records a listening socket that predates tracing (from
@@ -206,7 +207,7 @@ func (t *Tracker) handle(ev *event.Event) {
 		p := &t.pending[cpu]
 		var s *slot
 		if ev.Kind == event.Transition && ev.NewState == event.Close {
-			if i, ok := t.index.get(ev.Sock); ok && t.slots[i].matches(p) {
+			if i, ok := t.index.Get(ev.Sock); ok && t.slots[i].matches(p) {
 				s = &t.slots[i]
 			}
 		}
@@ -270,7 +271,7 @@ func (t *Tracker) transition(ev *event.Event) {
 		t.rememberProc(ev.PID, ev.Comm)
 	}
 
-	idx, known := t.index.get(ev.Sock)
+	idx, known := t.index.Get(ev.Sock)
 	if !known && nw == event.Close {
 		// Closing a socket we never saw: nothing to keep.
 		if owned {
@@ -306,7 +307,7 @@ func (t *Tracker) transition(ev *event.Event) {
 		idx = t.alloc()
 		s = &t.slots[idx]
 		*s = slot{sock: ev.Sock, family: ev.Family, netns: ev.NetNS}
-		t.index.put(ev.Sock, idx)
+		t.index.Put(ev.Sock, idx)
 		switch {
 		case old == event.Close && nw == event.SynSent:
 			s.role = RoleClient
@@ -398,7 +399,7 @@ func (t *Tracker) alloc() uint32 {
 			t.evicted++
 			t.now[s.state]--
 			t.ns(s.netns).Now[s.state]--
-			t.index.del(s.sock)
+			t.index.Del(s.sock)
 			return uint32(i)
 		}
 	}
@@ -408,12 +409,12 @@ func (t *Tracker) alloc() uint32 {
 	t.now[event.CloseWait]--
 	t.ns(t.slots[i].netns).Now[event.CloseWait]--
 	t.cwUnlink(i)
-	t.index.del(t.slots[i].sock)
+	t.index.Del(t.slots[i].sock)
 	return i
 }
 
 func (t *Tracker) release(idx uint32) {
-	t.index.del(t.slots[idx].sock)
+	t.index.Del(t.slots[idx].sock)
 	t.free = append(t.free, idx)
 }
 

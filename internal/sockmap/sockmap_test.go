@@ -1,17 +1,17 @@
-package tracker
+package sockmap
 
 import (
 	"math/rand/v2"
 	"testing"
 )
 
-// TestSockIndex drives the index and a Go map with the same random
+// TestMap drives the table and a Go map with the same random
 // inserts, updates and deletes, over keys that collide on purpose (aligned
 // addresses, a small key space), through growth and shrinking.
-func TestSockIndex(t *testing.T) {
+func TestMap(t *testing.T) {
 	for seed := range uint64(20) {
 		rng := rand.New(rand.NewPCG(seed, 3))
-		x := newSockIndex()
+		x := New[uint32]()
 		model := map[uint64]uint32{}
 		space := 16 + rng.IntN(1<<rng.IntN(17))
 		key := func() uint64 {
@@ -26,55 +26,55 @@ func TestSockIndex(t *testing.T) {
 			switch r := rng.IntN(10); {
 			case r < 5:
 				v := uint32(op)
-				x.put(k, v)
+				x.Put(k, v)
 				model[k] = v
 			case r < 9:
-				x.del(k)
+				x.Del(k)
 				delete(model, k)
 			default:
-				x.shrink()
+				x.Shrink()
 			}
 			if op%997 == 0 || op == 199_999 {
-				if x.len() != len(model) {
-					t.Fatalf("seed %d op %d: len %d, want %d", seed, op, x.len(), len(model))
+				if x.Len() != len(model) {
+					t.Fatalf("seed %d op %d: len %d, want %d", seed, op, x.Len(), len(model))
 				}
 				for mk, mv := range model {
-					if v, ok := x.get(mk); !ok || v != mv {
+					if v, ok := x.Get(mk); !ok || v != mv {
 						t.Fatalf("seed %d op %d: get(%#x) = %d, %v; want %d", seed, op, mk, v, ok, mv)
 					}
 				}
 			}
-			if v, ok := x.get(k); ok != (model[k] == v && func() bool { _, in := model[k]; return in }()) {
+			if v, ok := x.Get(k); ok != (model[k] == v && func() bool { _, in := model[k]; return in }()) {
 				t.Fatalf("seed %d op %d: get(%#x) = %d, %v; model %v", seed, op, k, v, ok, model[k])
 			}
 		}
-		// Emptied, a large index shrinks.
+		// Emptied, a large table shrinks.
 		for k := range model {
-			x.del(k)
+			x.Del(k)
 		}
-		x.shrink()
-		if x.len() != 0 || len(x.keys) > 1<<shrinkBits {
-			t.Fatalf("seed %d: emptied index holds %d in %d slots", seed, x.len(), len(x.keys))
+		x.Shrink()
+		if x.Len() != 0 || len(x.keys) > 1<<shrinkBits {
+			t.Fatalf("seed %d: emptied table holds %d in %d slots", seed, x.Len(), len(x.keys))
 		}
 	}
 }
 
-func TestSockIndexShrink(t *testing.T) {
-	x := newSockIndex()
+func TestMapShrink(t *testing.T) {
+	x := New[uint32]()
 	const n = 200_000
 	for i := range uint64(n) {
-		x.put(0xffff888100000000+i*0x800, uint32(i))
+		x.Put(0xffff888100000000+i*0x800, uint32(i))
 	}
 	grown := len(x.keys)
 	for i := range uint64(n - 10) {
-		x.del(0xffff888100000000 + i*0x800)
+		x.Del(0xffff888100000000 + i*0x800)
 	}
-	x.shrink()
-	if len(x.keys) >= grown/16 || x.len() != 10 {
-		t.Fatalf("after shrinking: %d slots (from %d), %d keys", len(x.keys), grown, x.len())
+	x.Shrink()
+	if len(x.keys) >= grown/16 || x.Len() != 10 {
+		t.Fatalf("after shrinking: %d slots (from %d), %d keys", len(x.keys), grown, x.Len())
 	}
 	for i := uint64(n - 10); i < n; i++ {
-		if v, ok := x.get(0xffff888100000000 + i*0x800); !ok || v != uint32(i) {
+		if v, ok := x.Get(0xffff888100000000 + i*0x800); !ok || v != uint32(i) {
 			t.Fatalf("key %d: %d, %v", i, v, ok)
 		}
 	}
