@@ -1,5 +1,7 @@
 package event
 
+import "github.com/tcptrace/tcptrace/internal/sockmap"
+
 // Resolver turns the kernel's raw TIME_WAIT timer records (TimerStart,
 // TimerCancel, TimerExpire) into the mini-socket's life: TimeWaitStart,
 // TimeWaitRearm and TimeWaitEnd with a Cause and a lifetime. Transitions
@@ -17,14 +19,12 @@ package event
 // Time comes only from event timestamps, so a recorded stream replays
 // identically. A Resolver is not safe for concurrent use.
 type Resolver struct {
-	hz   uint64
-	live map[uint64]twLife
-	// livePeak is the most live held since live was last made: a Go map
-	// never gives back the room it grew to, so Flush rebuilds it once
-	// it holds far fewer (a burst of a million TIME_WAIT sockets must not
-	// keep its memory for the days a node exporter runs).
-	livePeak int
-	pending  []pendingCancel // indexed by CPU
+	hz uint64
+	// live: the mini-sockets seen starting, by address. Flush shrinks it
+	// (a burst of a million TIME_WAIT sockets must not keep its memory
+	// for the days a node exporter runs).
+	live    sockmap.Map[twLife]
+	pending []pendingCancel // indexed by CPU
 	// MaxLive caps the mini-sockets tracked; past it, new ones are not
 	// tracked and Untracked counts them.
 	MaxLive   int
@@ -77,19 +77,18 @@ const followUpWindowNs = 100_000_000
 // (CONFIG_HZ). With hz 0 it learns hz from the first new TIME_WAIT
 // mini-socket, whose timer is always TCP_TIMEWAIT_LEN = 60 s.
 func NewResolver(hz int) *Resolver {
-	return &Resolver{hz: uint64(hz), live: make(map[uint64]twLife, 1024), MaxLive: 4 << 20}
+	return &Resolver{hz: uint64(hz), live: sockmap.New[twLife](), MaxLive: 4 << 20}
 }
 
 // Live returns how many mini-sockets are being tracked.
-func (r *Resolver) Live() int { return len(r.live) }
+func (r *Resolver) Live() int { return r.live.Len() }
 
 // SetAux attaches a value to a live mini-socket; the TimeWaitEnd for it
 // carries the value back in Event.Aux. The tracker uses it to remember
 // which destination a mini-socket counts against.
 func (r *Resolver) SetAux(sock uint64, aux uint32) {
-	if l, ok := r.live[sock]; ok {
+	if l := r.live.Ref(sock); l != nil {
 		l.aux = aux
-		r.live[sock] = l
 	}
 }
 
@@ -99,17 +98,19 @@ func (r *Resolver) SetAux(sock uint64, aux uint32) {
 // live or not an orphan. The promotion happened at some unknown time
 // before nowNs, so neither phase's length will be known.
 func (r *Resolver) Promote(sock, nowNs uint64) (uint32, bool) {
-	l, ok := r.live[sock]
-	if !ok || l.substate != FinWait2 {
+	l := r.live.Ref(sock)
+	if l == nil || l.substate != FinWait2 {
 		return 0, false
 	}
 	l.substate, l.phaseNs, l.phaseUnknown = TimeWait, nowNs, true
-	r.live[sock] = l
 	return l.aux, true
 }
 
 // Aux returns the value SetAux attached to a live mini-socket, 0 if none.
-func (r *Resolver) Aux(sock uint64) uint32 { return r.live[sock].aux }
+func (r *Resolver) Aux(sock uint64) uint32 {
+	l, _ := r.live.Get(sock)
+	return l.aux
+}
 
 // Feed processes one record from the kernel and calls emit for each
 // resulting event, in order. emit must not keep the pointer.
@@ -172,27 +173,13 @@ func (r *Resolver) Flush(nowNs uint64, emit func(*Event)) {
 			r.end(&p.ev, Killed, emit)
 		}
 	}
-	r.live, r.livePeak = Shrunk(r.live, r.livePeak)
-}
-
-// Shrunk returns m rebuilt at its size when it holds less than an
-// eighth of peak (the most it held), with its new peak; otherwise m
-// and peak. Small maps are left alone: rebuilding costs a copy.
-func Shrunk[K comparable, V any](m map[K]V, peak int) (map[K]V, int) {
-	if peak < 1<<16 || len(m) >= peak/8 {
-		return m, peak
-	}
-	n := make(map[K]V, len(m))
-	for k, v := range m {
-		n[k] = v
-	}
-	return n, len(n)
+	r.live.Shrink()
 }
 
 func (r *Resolver) start(ev *Event, afterCancel bool, emit func(*Event)) {
 	out := &r.startOut
 	*out = *ev
-	l, known := r.live[ev.Sock]
+	l, known := r.live.Get(ev.Sock)
 	switch {
 	case known && afterCancel:
 		out.Kind = TimeWaitRearm
@@ -222,25 +209,24 @@ func (r *Resolver) start(ev *Event, afterCancel bool, emit func(*Event)) {
 			if p := &r.pending[i]; p.set && p.ev.Sock == ev.Sock {
 				p.set = false
 				r.end(&p.ev, Killed, emit)
+				known = false // end stopped tracking it
 			}
 		}
 		// A start for an address we still track means its end was lost
 		// (ring buffer overflow); the new one starts afresh.
-		l, known = r.live[ev.Sock]
 		out.Kind = TimeWaitStart
 		if r.hz == 0 && ev.NewState == TimeWait && ev.ExpiresTicks > 0 {
 			r.hz = learnHZ(ev.ExpiresTicks)
 		}
 		l = twLife{startNs: ev.TimeNs, phaseNs: ev.TimeNs, substate: ev.NewState, gen: r.Gen}
-		if !known && len(r.live) >= r.MaxLive {
+		if !known && r.live.Len() >= r.MaxLive {
 			r.Untracked++
 			out.DurationNs = r.ticksNs(ev.ExpiresTicks)
 			emit(out)
 			return
 		}
 	}
-	r.live[ev.Sock] = l
-	r.livePeak = max(r.livePeak, len(r.live))
+	r.live.Put(ev.Sock, l)
 	out.DurationNs = r.ticksNs(ev.ExpiresTicks)
 	emit(out)
 }
@@ -253,8 +239,8 @@ func (r *Resolver) end(ev *Event, cause Cause, emit func(*Event)) {
 	out.DurationNs = 0
 	out.PhaseNs = 0
 	out.OldState = ev.NewState
-	if l, ok := r.live[ev.Sock]; ok {
-		delete(r.live, ev.Sock)
+	if l, ok := r.live.Get(ev.Sock); ok {
+		r.live.Del(ev.Sock)
 		// OldState is the substate as last seen. A FIN_WAIT2 orphan that
 		// got its FIN can turn into TIME_WAIT without a record: the kernel
 		// re-arms its timer silently when the new expiry falls in the same
