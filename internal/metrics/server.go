@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -19,7 +20,7 @@ import (
 // means 127.0.0.1:PORT, so that the endpoint is not open to the network
 // unless a host is given ("0.0.0.0:9877", "[::]:9877", "10.0.0.5:9877").
 func ListenAddr(addr string) (string, error) {
-	if addr != "" && addr[0] != ':' && addr[0] != '[' && !containsColon(addr) {
+	if addr != "" && addr[0] != '[' && !strings.Contains(addr, ":") {
 		addr = ":" + addr
 	}
 	host, port, err := net.SplitHostPort(addr)
@@ -35,20 +36,10 @@ func ListenAddr(addr string) (string, error) {
 	return net.JoinHostPort(host, port), nil
 }
 
-func containsColon(s string) bool {
-	for i := range len(s) {
-		if s[i] == ':' {
-			return true
-		}
-	}
-	return false
-}
-
 // Server serves /metrics for an Exporter.
 type Server struct {
-	ln  net.Listener
 	srv *http.Server
-	// Err receives the error that stopped serving, if any.
+	// done receives the error that stopped serving, if any.
 	done chan error
 }
 
@@ -96,7 +87,7 @@ func Serve(ln net.Listener, reg *prometheus.Registry) *Server {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		fmt.Fprintln(w, "tcptrace: metrics at /metrics")
 	})
-	s := &Server{ln: ln, done: make(chan error, 1),
+	s := &Server{done: make(chan error, 1),
 		srv: &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 60 * time.Second}}
 	go func() {
 		err := s.srv.Serve(ln)
@@ -107,9 +98,6 @@ func Serve(ln net.Listener, reg *prometheus.Registry) *Server {
 	}()
 	return s
 }
-
-// Addr is the address served.
-func (s *Server) Addr() net.Addr { return s.ln.Addr() }
 
 // Close stops serving, letting scrapes in flight finish (up to 2 s).
 func (s *Server) Close() error {
