@@ -16,6 +16,7 @@ package metrics
 import (
 	"cmp"
 	"fmt"
+	"maps"
 	"net/netip"
 	"runtime"
 	"slices"
@@ -249,7 +250,8 @@ func (x *Exporter) namespace(c *collector, n *report.Namespace) {
 		ok = 0
 	}
 	c.gauge(descCensusOK, ok, ns)
-	sockets := maps(n.Sockets)
+	sockets := make(map[string]int64, len(n.Sockets)+3)
+	maps.Copy(sockets, n.Sockets)
 	sockets["CLOSE_WAIT"] = int64(n.CloseWait.Current)
 	sockets["TIME_WAIT"] = n.TimeWait.Current
 	sockets["FIN_WAIT2_ORPHAN"] = n.FinWait2Orphans.Current
@@ -257,15 +259,11 @@ func (x *Exporter) namespace(c *collector, n *report.Namespace) {
 		c.gauge(descSockets, float64(v), ns, st)
 	}
 	tw, or := &n.TimeWait, &n.FinWait2Orphans
-	c.counter(descTWCreated, float64(tw.ByRole.Client), ns, "client")
-	c.counter(descTWCreated, float64(tw.ByRole.Server), ns, "server")
-	c.counter(descTWCreated, float64(tw.Created-min(tw.Created, tw.ByRole.Client+tw.ByRole.Server)), ns, "unknown")
+	c.created(descTWCreated, ns, tw.Created, tw.ByRole)
 	c.counter(descTWEnded, float64(tw.Ended.Expired), ns, "expired")
 	c.counter(descTWEnded, float64(tw.Ended.Killed), ns, "killed")
 	c.counter(descTWEnded, float64(tw.Ended.Preexisting), ns, "preexisting")
-	c.counter(descOrphanCreated, float64(or.ByRole.Client), ns, "client")
-	c.counter(descOrphanCreated, float64(or.ByRole.Server), ns, "server")
-	c.counter(descOrphanCreated, float64(or.Created-min(or.Created, or.ByRole.Client+or.ByRole.Server)), ns, "unknown")
+	c.created(descOrphanCreated, ns, or.Created, or.ByRole)
 	c.counter(descOrphanEnded, float64(or.Ended.Expired), ns, "expired")
 	c.counter(descOrphanEnded, float64(or.Ended.Killed), ns, "killed")
 	c.counter(descOrphanEnded, float64(or.Ended.BecameTimeWait), ns, "became_time_wait")
@@ -384,6 +382,14 @@ func (c *collector) counter(d *prometheus.Desc, v float64, labels ...string) {
 	c.send(m, err, d)
 }
 
+// created serves the mini-sockets created, by the side that closed first;
+// those of neither side count as role "unknown".
+func (c *collector) created(d *prometheus.Desc, ns string, n uint64, r report.ByRole) {
+	c.counter(d, float64(r.Client), ns, "client")
+	c.counter(d, float64(r.Server), ns, "server")
+	c.counter(d, float64(n-min(n, r.Client+r.Server)), ns, "unknown")
+}
+
 // label makes an outside string (a process name, a cgroup path) a valid
 // label value: UTF-8, no control characters, at most 128 bytes.
 func label(s string) string {
@@ -401,11 +407,3 @@ func label(s string) string {
 }
 
 func addrLabel(a netip.Addr) string { return a.Unmap().String() }
-
-func maps(m map[string]int64) map[string]int64 {
-	out := make(map[string]int64, len(m)+3)
-	for k, v := range m {
-		out[k] = v
-	}
-	return out
-}
