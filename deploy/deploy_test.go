@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -84,7 +85,7 @@ func TestDaemonSet(t *testing.T) {
 	}
 	ds := kinds["DaemonSet"]
 	if ds == nil || kinds["ServiceAccount"] == nil || kinds["Service"] == nil || kinds["Namespace"] == nil {
-		t.Fatalf("want Namespace, ServiceAccount, DaemonSet and Service, got %v", slices.Collect(mapsKeys(kinds)))
+		t.Fatalf("want Namespace, ServiceAccount, DaemonSet and Service, got %v", slices.Collect(maps.Keys(kinds)))
 	}
 	pod := get(ds, "spec", "template", "spec")
 	if get(pod, "hostPID") != true || get(pod, "hostNetwork") != true {
@@ -147,16 +148,6 @@ func TestDaemonSet(t *testing.T) {
 	}
 	if sel := get(kinds["Service"], "spec", "selector", "app.kubernetes.io/name"); sel != get(ds, "spec", "template", "metadata", "labels", "app.kubernetes.io/name") {
 		t.Errorf("the service selects %v, not the DaemonSet's pods", sel)
-	}
-}
-
-func mapsKeys[V any](m map[string]V) func(func(string) bool) {
-	return func(yield func(string) bool) {
-		for k := range m {
-			if !yield(k) {
-				return
-			}
-		}
 	}
 }
 
