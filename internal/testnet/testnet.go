@@ -241,35 +241,31 @@ func waitNone(busy census.StateMask) error {
 	}
 }
 
-// Population is what Populate leaves behind.
-type Population struct {
-	// Ports are the listeners' ports on 127.0.0.1.
-	Ports []int
-	// Holders are the processes holding the connections' sockets, at
-	// most HolderFDs each.
-	Holders []*exec.Cmd
-	// Established counts open connections (two sockets each, both held);
-	// CloseWait the connections whose client closed (a CLOSE_WAIT socket,
-	// held, and a FIN_WAIT2 orphan, gone after tcp_fin_timeout).
-	Established, CloseWait int
-	listeners              []int
-}
-
-// HolderFDs is how many sockets Populate gives each holder process: below
+// holderFDs is how many sockets Populate gives each holder process: below
 // the 20,000 hard RLIMIT_NOFILE of the project's machines, which tests
 // cannot raise (no CAP_SYS_RESOURCE).
-const HolderFDs = 16000
+const holderFDs = 16000
 
-// Close ends the holders (closing their sockets) and the listeners.
-func (p *Population) Close() {
-	for _, h := range p.Holders {
+// population is what Populate holds open until the test ends.
+type population struct {
+	// ports are the listeners' ports on 127.0.0.1.
+	ports []int
+	// holders are the processes holding the connections' sockets, at
+	// most holderFDs each.
+	holders   []*exec.Cmd
+	listeners []int
+}
+
+// close ends the holders (closing their sockets) and the listeners.
+func (p *population) close() {
+	for _, h := range p.holders {
 		_ = h.Process.Kill()
 		_ = h.Wait()
 	}
 	for _, fd := range p.listeners {
 		unix.Close(fd)
 	}
-	p.Holders, p.listeners = nil, nil
+	p.holders, p.listeners = nil, nil
 }
 
 // Populate makes many loopback sockets in ns quickly, with plain system
@@ -279,11 +275,11 @@ func (p *Population) Close() {
 // listeners on 127.0.0.1 in the namespace, whose local port range is
 // widened so that there are ports for well over 100,000 sockets.
 //
-// The sockets are held by `sleep` processes (Holders), HolderFDs each,
+// The sockets are held by `sleep` processes, holderFDs each,
 // which inherit them: one process could not hold them all. Established
 // connections come first, so a holder holds either kind or, at the
 // boundary, both. Everything is closed when the test ends.
-func (ns *NS) Populate(t testing.TB, listeners, established, closeWait int) *Population {
+func (ns *NS) Populate(t testing.TB, listeners, established, closeWait int) {
 	t.Helper()
 	sleep, err := exec.LookPath("sleep")
 	if err != nil {
@@ -291,8 +287,8 @@ func (ns *NS) Populate(t testing.TB, listeners, established, closeWait int) *Pop
 	}
 	ns.Sysctl(t, "net.ipv4.ip_local_port_range", "1024 65535")
 	ns.Sysctl(t, "net.core.somaxconn", "4096")
-	p := &Population{Established: established, CloseWait: closeWait}
-	t.Cleanup(p.Close)
+	p := &population{}
+	t.Cleanup(p.close)
 	ns.Do(t, func() error {
 		for range listeners {
 			fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
@@ -310,7 +306,7 @@ func (ns *NS) Populate(t testing.TB, listeners, established, closeWait int) *Pop
 			if err != nil {
 				return fmt.Errorf("getsockname: %w", err)
 			}
-			p.Ports = append(p.Ports, sa.(*unix.SockaddrInet4).Port)
+			p.ports = append(p.ports, sa.(*unix.SockaddrInet4).Port)
 		}
 		var batch []*os.File
 		hand := func() error {
@@ -329,12 +325,12 @@ func (ns *NS) Populate(t testing.TB, listeners, established, closeWait int) *Pop
 			if err != nil {
 				return fmt.Errorf("starting a socket holder: %w", err)
 			}
-			p.Holders = append(p.Holders, h)
+			p.holders = append(p.holders, h)
 			return nil
 		}
 		keep := func(fd int) error {
 			batch = append(batch, os.NewFile(uintptr(fd), "socket"))
-			if len(batch) >= HolderFDs {
+			if len(batch) >= holderFDs {
 				return hand()
 			}
 			return nil
@@ -346,7 +342,7 @@ func (ns *NS) Populate(t testing.TB, listeners, established, closeWait int) *Pop
 				return fmt.Errorf("socket (connection %d): %w", i, err)
 			}
 			// The handshake completes inside connect() on loopback.
-			if err := unix.Connect(c, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}, Port: p.Ports[i%listeners]}); err != nil {
+			if err := unix.Connect(c, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}, Port: p.ports[i%listeners]}); err != nil {
 				unix.Close(c)
 				return fmt.Errorf("connect (connection %d): %w", i, err)
 			}
@@ -368,7 +364,6 @@ func (ns *NS) Populate(t testing.TB, listeners, established, closeWait int) *Pop
 		}
 		return hand()
 	})
-	return p
 }
 
 // Dumper opens a sock_diag socket in the namespace, closed when the test
