@@ -112,12 +112,7 @@ run() { # run SCENARIO MODE ROUND
 		exit 2
 		;;
 	esac
-	load_teardown
-	ip netns del "$ns"
-	ns=""
-	# The namespace's TIME_WAIT sockets are freed by a kernel worker after
-	# it is gone: let that finish before the next run is timed.
-	sleep 1.5
+	run_done
 	cat "$out.rate" >>"$work/$scen.$mode.rates"
 }
 

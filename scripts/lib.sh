@@ -1,5 +1,6 @@
-# lib.sh: what scripts/bench.sh and scripts/progcost.sh share. Sourced, not
-# run; callers set -eu and cd to the repository root first.
+# lib.sh: what the measuring scripts (bench.sh, progcost.sh, viewcost.sh,
+# metrics-soak.sh) share. Sourced, not run; callers set -eu and cd to the
+# repository root first.
 
 # The load tests (SCENARIOS):
 #   churn   the project's tcpchurn: N connections, C concurrent clients,
@@ -110,6 +111,17 @@ load_teardown() {
 		wait "$nginx_pid" 2>/dev/null || true
 		nginx_pid=""
 	fi
+}
+
+# run_done: end a run: stop what load_setup started and delete the run's
+# namespace $ns (clearing ns, which the callers' cleanup deletes if set).
+# The namespace's TIME_WAIT sockets are freed by a kernel worker after it
+# is gone: let that finish before the next run is timed.
+run_done() {
+	load_teardown
+	ip netns del "$ns"
+	ns=""
+	sleep 1.5
 }
 
 # settle NS waits (up to 2 s) until no socket in the namespace is half way

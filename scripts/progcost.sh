@@ -60,10 +60,7 @@ for scen in $SCENARIOS; do
 		kill -INT "$tpid"
 		wait "$tpid" || true
 		tpid=""
-		load_teardown
-		ip netns del "$ns"
-		ns=""
-		sleep 1.5
+		run_done
 		run=$((run + 1))
 	done
 
