@@ -40,8 +40,7 @@ cleanup() {
 	rm -rf "$out"
 }
 trap cleanup EXIT INT TERM
-ip netns add "$ns"
-ip -n "$ns" link set lo up
+netns_up "$ns"
 
 ip netns exec "$ns" ./tcptrace --metrics 127.0.0.1:9877 -q $all --ready-file "$out/ready" \
 	>"$out/report.txt" 2>"$out/stderr.txt" &

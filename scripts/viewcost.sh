@@ -8,15 +8,13 @@
 set -eu
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
-prepare viewcost.sh viewcost
-scripts/setup.sh # tmux
+prepare viewcost.sh viewcost # setup.sh installs tmux too
 N=${N:-100000} W=${W:-120} H=${H:-40} DUR=${DUR:-30s}
 
 d=$(mktemp -d)
 ns=tcptrace-viewcost-$$
-ip netns add "$ns"
-trap 'tmux -S "$d/tmux" kill-server 2>/dev/null || true; ip netns del "$ns"; rm -rf "$d"' EXIT
-ip -n "$ns" link set lo up
+trap 'tmux -S "$d/tmux" kill-server 2>/dev/null || true; ip netns del "$ns" 2>/dev/null || true; rm -rf "$d"' EXIT
+netns_up "$ns"
 
 tmux -S "$d/tmux" -f /dev/null new-session -d -s view -x "$W" -y "$H" \
 	"/usr/bin/time -o $d/view.cpu -f '%U %S' ip netns exec $ns ./tcptrace -d $DUR --ready-file $d/view.ready 2>$d/view.err; sleep 3600"
