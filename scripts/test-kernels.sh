@@ -77,7 +77,7 @@ tests() {
 # libc for them.
 build_binaries() {
 	mkdir -p "$work/bin"
-	local name dir _
+	local dir
 	for dir in internal/probe internal/census internal/netns cmd/tcptrace; do
 		CGO_ENABLED=0 $GO test -c -o "$work/bin/$(basename "$dir").test" "./$dir"
 	done
@@ -203,8 +203,13 @@ results=()
 measured=()
 failed=0
 
-# report KERNEL HOOKS-NOTE LOG: one line per package from a run's output,
-# and the whole output of each failing package.
+# section NAME LOG: what test package NAME printed in a run's LOG.
+section() {
+	awk -v n="$1" '$0 ~ "^@@tt-start "n"\r?$" {on=1; next} $0 ~ "^@@tt-end "n" " {on=0} on' "$2" | tr -d '\r'
+}
+
+# report LABEL LOG: one line per package from a run's output, and the
+# whole output of each failing package.
 report() {
 	local label=$1 log=$2 name dir cmd rc secs line skips runs
 	while read -r name dir cmd; do
@@ -217,20 +222,20 @@ report() {
 			rc=$3
 			secs=$(awk -v a="$4" -v b="$5" 'BEGIN { printf "%.0f", b - a }')
 		fi
-		skips=$(awk -v n="$name" '$0 ~ "^@@tt-start "n"\r?$" {on=1; next} $0 ~ "^@@tt-end "n" " {on=0} on' "$log" | grep -c -- '--- SKIP' || true)
+		skips=$(section "$name" "$log" | grep -c -- '--- SKIP' || true)
 		runs=$(grep -a 'runs per connection:' "$log" | tr -d '\r' | sed 's/^ *[a-z_]*_test.go:[0-9]*: //' || true)
 		[ -n "$runs" ] && [ "$name" = probe ] && measured+=("$label: ${runs//$'\n'/$'\n'"$label: "}")
 		if [ "$rc" = 0 ]; then
 			results+=("$(printf '%-34s %-9s PASS  %5ss  (%s subtests skipped)' "$label" "$name" "$secs" "$skips")")
 			if [ -n "${VERBOSE:-}" ]; then
 				echo "----- $label: $name passed; its output:"
-				awk -v n="$name" '$0 ~ "^@@tt-start "n"\r?$" {on=1; next} $0 ~ "^@@tt-end "n" " {on=0} on' "$log" | tr -d '\r'
+				section "$name" "$log"
 			fi
 		else
 			failed=1
 			results+=("$(printf '%-34s %-9s FAIL  %5ss' "$label" "$name" "$secs")")
 			echo "----- $label: $name failed (exit $rc); its whole output:"
-			awk -v n="$name" '$0 ~ "^@@tt-start "n"\r?$" {on=1; next} $0 ~ "^@@tt-end "n" " {on=0} on' "$log" | tr -d '\r'
+			section "$name" "$log"
 			if [ "$rc" = none ]; then
 				echo "----- (it never finished; the end of the VM's console:)"
 				tail -50 "$log.console" 2>/dev/null || true
