@@ -64,16 +64,20 @@ for scen in $SCENARIOS; do
 		run=$((run + 1))
 	done
 
-	# The programs' names are tcptrace's own (bpf/*.bpf.c).
+	# The programs' names are tcptrace's own (bpf/*.bpf.c): the mini-socket
+	# hooks are the timer tracepoints' or, where the kernel allows fentry
+	# (--hooks), the on_tw_ ones; only those tcptrace attached are listed.
 	printf 'progcost: %s: %s, %d run(s), %d connections; kernel accounting per BPF program of tcptrace\n' \
 		"$scen" "$(scenario_describe "$scen")" "$RUNS" "$conns"
 	awk -v n="$conns" '
 		{ t[$1] += $2; c[$1] += $3; m += $4 }
 		END {
 			printf "%-22s %10s %9s %12s %10s\n", "program", "runs", "runs/conn", "ns/run", "ns/conn"
-			split("on_set_state on_set_state_nested on_timer_start on_timer_cancel on_timer_expire", order)
-			for (k = 1; k <= 5; k++) {
+			np = split("on_set_state on_set_state_nested on_timer_start on_timer_cancel on_timer_expire " \
+				"on_tw_schedule on_tw_hashdance on_tw_rearm on_tw_timer on_tw_kill", order)
+			for (k = 1; k <= np; k++) {
 				p = order[k]
+				if (!(p in c)) continue # not attached
 				printf "%-22s %10d %9.1f %12.0f %10.0f\n", p, c[p], c[p] / n, c[p] ? t[p] / c[p] : 0, t[p] / n
 				sum += t[p]
 			}
