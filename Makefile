@@ -33,7 +33,7 @@ test-unit: ## Run only the tests that need no root
 	$(GO) test -count=1 -short ./...
 
 test-kernels: ## Run the privileged tests on Debian's 6.1 and 6.12 kernels in VMs, and on this one (KERNELS="6.12" to pick)
-	$(SUDO) scripts/test-kernels.sh
+	$(SUDO) env KERNELS="$(KERNELS)" SUBSET="$(SUBSET)" ACCEL="$(ACCEL)" VERBOSE="$(VERBOSE)" PATH="$$PATH" scripts/test-kernels.sh
 
 generate: ## Rebuild the BPF objects from bpf/*.c with the pinned clang
 	scripts/setup.sh --generate
