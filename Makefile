@@ -70,6 +70,9 @@ fuzz: ## Fuzz the decoders of outside bytes for a while each
 	$(GO) test -run '^$$' -fuzz FuzzText -fuzztime 30s ./internal/safe
 	$(GO) test -run '^$$' -fuzz FuzzParseCgroup -fuzztime 30s ./internal/netns
 	$(GO) test -run '^$$' -fuzz FuzzReplay -fuzztime 30s ./internal/capture
+	$(GO) test -run '^$$' -fuzz FuzzParseInetDiagMsg -fuzztime 30s ./internal/census
+	$(GO) test -run '^$$' -fuzz FuzzParseTCPInfo -fuzztime 30s ./internal/census
+	$(GO) test -run '^$$' -fuzz FuzzParseFDLimit -fuzztime 30s ./internal/owner
 
 vet: ## go vet
 	$(GO) vet ./...
