@@ -49,7 +49,7 @@ work=$(mktemp -d /tmp/tcptrace-bench.XXXXXX)
 ns=""
 tpid=""
 cleanup() {
-	[ -n "$tpid" ] && kill -INT "$tpid" 2>/dev/null || true
+	tracer_stop
 	load_teardown
 	[ -n "$ns" ] && ip netns del "$ns" 2>/dev/null || true
 	rm -rf "$work"
@@ -83,10 +83,7 @@ run() { # run SCENARIO MODE ROUND
 		wait_ready bench.sh "$work/ready" "$out.err"
 		load_run "$scen" "$ns" "$out"
 		settle "$ns"
-		# GNU time ignores SIGINT: signal tcptrace, its child.
-		pkill -INT -P "$tpid"
-		wait "$tpid" || true
-		tpid=""
+		tracer_stop
 		if [ "$mode" = tcptrace-w ]; then
 			# The capture's size, and the events the report counted.
 			echo "$(stat -c %s "$out.tcpcap") $(sed -n 's/.*"events":\([0-9]*\).*/\1/p' "$out.report" | tail -1)" \
@@ -103,9 +100,7 @@ run() { # run SCENARIO MODE ROUND
 		tpid=$!
 		sleep 2 # it prints no "ready"; attaching takes well under this
 		load_run "$scen" "$ns" "$out"
-		kill -INT "$tpid"
-		wait "$tpid" || true
-		tpid=""
+		tracer_stop
 		;;
 	*)
 		echo "bench.sh: unknown mode $mode (see the top of scripts/bench.sh)" >&2

@@ -113,6 +113,17 @@ load_teardown() {
 	fi
 }
 
+# tracer_stop: stop the tracer $tpid, if one runs, with SIGINT (tcptrace
+# then writes its report) and wait for it. $tpid may be GNU time, which
+# ignores SIGINT: its child, the tracer, gets the signal too.
+tracer_stop() {
+	[ -n "$tpid" ] || return 0
+	kill -INT "$tpid" 2>/dev/null || true
+	pkill -INT -P "$tpid" 2>/dev/null || true
+	wait "$tpid" 2>/dev/null || true
+	tpid=""
+}
+
 # run_done: end a run: stop what load_setup started and delete the run's
 # namespace $ns (clearing ns, which the callers' cleanup deletes if set).
 # The namespace's TIME_WAIT sockets are freed by a kernel worker after it

@@ -31,7 +31,7 @@ stats=$(sysctl -n kernel.bpf_stats_enabled)
 tpid=""
 cleanup() {
 	sysctl -qw kernel.bpf_stats_enabled="$stats"
-	[ -n "$tpid" ] && kill -INT "$tpid" 2>/dev/null && wait "$tpid" 2>/dev/null || true
+	tracer_stop
 	load_teardown
 	[ -n "$ns" ] && ip netns del "$ns" 2>/dev/null || true
 	rm -rf "$work"
@@ -57,9 +57,7 @@ for scen in $SCENARIOS; do
 		sysctl -qw kernel.bpf_stats_enabled="$stats"
 		conns=$((conns + $(passive_opens "$ns") - before))
 		cat "$work/progs" >>"$work/$scen.all"
-		kill -INT "$tpid"
-		wait "$tpid" || true
-		tpid=""
+		tracer_stop
 		run_done
 		run=$((run + 1))
 	done
