@@ -116,9 +116,7 @@ const (
 	textWidth = 78
 	// summaryWidth is where summary lines are wrapped.
 	summaryWidth = 100
-	// cmdlineWidth bounds a command line in a reportTable.
-	cmdlineWidth = 36
-	// leakCmdlineWidth is cmdlineWidth in the wider CLOSE_WAIT table.
+	// leakCmdlineWidth bounds a command line in the CLOSE_WAIT table.
 	leakCmdlineWidth = 28
 )
 
