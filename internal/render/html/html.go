@@ -4,7 +4,9 @@
 // loads nothing (no scripts, fonts or images from anywhere): CSS and SVG
 // charts are inline, it prints, and it reads on a phone. Every string
 // from outside (process names, command lines, sysctl values) goes
-// through html/template, which escapes it.
+// through html/template, which escapes it; process names and command
+// lines also go through safe.Text first, as in every other output, so that
+// control characters and bidi overrides show instead of acting.
 package html
 
 import (
@@ -23,6 +25,7 @@ import (
 	"github.com/tcptrace/tcptrace/internal/human"
 	"github.com/tcptrace/tcptrace/internal/render"
 	"github.com/tcptrace/tcptrace/internal/report"
+	"github.com/tcptrace/tcptrace/internal/safe"
 )
 
 //go:embed page.html.tmpl
@@ -138,7 +141,7 @@ func newPage(snap *engine.Snapshot) *page {
 		p.Facts = append(p.Facts, "tcptrace "+r.Version)
 	}
 	if c := r.Command; c != nil {
-		p.Facts = append(p.Facts, fmt.Sprintf("command: %s (exit code %d)", strings.Join(c.Argv, " "), c.ExitCode))
+		p.Facts = append(p.Facts, fmt.Sprintf("command: %s (exit code %d)", safe.Text(strings.Join(c.Argv, " ")), c.ExitCode))
 	}
 	if !r.Complete {
 		p.Incomplete = incompleteText(r)
@@ -170,7 +173,12 @@ func newPage(snap *engine.Snapshot) *page {
 	p.closeWait(r)
 	p.mini(r)
 	if r.PortExhaustion.ConnectFailures > 0 || len(r.PortExhaustion.ByDestination) > 0 {
-		p.Ports = &r.PortExhaustion
+		pe := r.PortExhaustion
+		pe.ByProcess = slices.Clone(pe.ByProcess)
+		for i := range pe.ByProcess {
+			pe.ByProcess[i].Comm = safe.Text(pe.ByProcess[i].Comm)
+		}
+		p.Ports = &pe
 	}
 	if pr := r.PortExhaustion.PortRange; pr.Size > 0 {
 		p.PortRangeText = fmt.Sprintf("ip_local_port_range %d–%d: %s local ports per (source, destination) pair", pr.Low, pr.High, human.Grouped(pr.Size))
@@ -273,9 +281,9 @@ func (p *page) closeWait(r *report.Report) {
 		for i, l := range o.Lports {
 			ports[i] = strconv.Itoa(l)
 		}
-		p.Leaks = append(p.Leaks, leakOwner{PID: pidText(o.PID), Comm: dash(o.Comm), Count: human.Grouped(o.Count),
+		p.Leaks = append(p.Leaks, leakOwner{PID: pidText(o.PID), Comm: dash(safe.Text(o.Comm)), Count: human.Grouped(o.Count),
 			Oldest: human.Seconds(o.OldestS), Ports: dash(strings.Join(ports, ", ")),
-			Peers: dash(strings.Join(o.Peers, ", ")), Cmdline: dash(o.Cmdline)})
+			Peers: dash(strings.Join(o.Peers, ", ")), Cmdline: dash(safe.Text(o.Cmdline))})
 	}
 	for i, l := range cw.Leaked {
 		if i == maxLeakRows {
@@ -287,7 +295,7 @@ func (p *page) closeWait(r *report.Report) {
 			age = "> " + age
 			p.PreexistingCWs = true
 		}
-		p.LeakedSockets = append(p.LeakedSockets, leakedSocket{PID: pidText(l.PID), Comm: dash(l.Comm),
+		p.LeakedSockets = append(p.LeakedSockets, leakedSocket{PID: pidText(l.PID), Comm: dash(safe.Text(l.Comm)),
 			Local: render.HostPort(l.Laddr, l.Lport), Remote: render.HostPort(l.Raddr, l.Rport), Age: age})
 	}
 }
@@ -311,7 +319,7 @@ func (p *page) scope(snap *engine.Snapshot) {
 		if st.Interval > 0 {
 			add("census and sample interval", st.Interval.String())
 		}
-		add("tcptrace arguments", dash(strings.Join(st.Args, " ")))
+		add("tcptrace arguments", dash(safe.Text(strings.Join(st.Args, " "))))
 	}
 	if r.Hooks != "" {
 		add("kernel hooks", r.Hooks)

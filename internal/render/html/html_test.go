@@ -153,3 +153,30 @@ func TestPageInChromium(t *testing.T) {
 		}
 	}
 }
+
+// TestPageEscapesControls: process names and command lines that carry
+// terminal escapes, bidi overrides or invalid UTF-8 show as escapes on
+// the page, as in every other output, instead of acting.
+func TestPageEscapesControls(t *testing.T) {
+	const evil = "x\x1b[2J\u202eevil\xff"
+	snap := leakSnapshot()
+	r := snap.Report
+	r.CloseWait.Leaked[0].Comm, r.CloseWait.Leaked[0].Cmdline = evil, evil
+	r.CloseWait.ByProcess[0].Comm, r.CloseWait.ByProcess[0].Cmdline = evil, evil
+	r.Command = &report.Command{Argv: []string{"wrk", evil}}
+	r.PortExhaustion = report.PortExhaustion{ConnectFailures: 1,
+		ByProcess: []report.ProcessFailures{{PID: 7, Comm: evil, Failures: 1}}}
+	snap.Start.Args = []string{"-r", evil}
+	page := renderPage(t, snap)
+	for _, raw := range []string{"\x1b", "\u202e", "\xff"} {
+		if strings.Contains(page, raw) {
+			t.Errorf("the page holds a raw %q", raw)
+		}
+	}
+	if !strings.Contains(page, `x\x1b[2J\u202eevil\xff`) {
+		t.Error("the escaped name is missing")
+	}
+	if r.CloseWait.ByProcess[0].Comm != evil || r.PortExhaustion.ByProcess[0].Comm != evil {
+		t.Error("rendering changed the report")
+	}
+}
