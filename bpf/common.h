@@ -2,8 +2,8 @@
 /*
  * Maps and helpers shared by tcptrace's programs. Each .bpf.c file includes
  * this, so each object declares the maps; userspace creates them once (from
- * the sockstate object) and hands them to the mini-socket object (timewait
- * or twhooks) with MapReplacements, so both write into the same ring buffers.
+ * the sockstate object) and hands them to the mini-socket object (tracepoints
+ * or fentry) with MapReplacements, so both write into the same ring buffers.
  */
 #ifndef TCPTRACE_COMMON_H
 #define TCPTRACE_COMMON_H
@@ -83,7 +83,7 @@ struct {
 
 /* With a pid filter only: 4-tuples of the target's sockets that began an
  * active close, so the TIME_WAIT mini-sockets they become (which carry no
- * owner) can be matched. Written by sockstate, read by timewait. */
+ * owner) can be matched. Written by sockstate, read by tracepoints. */
 struct tt_tuple {
 	__u8 saddr[16];
 	__u8 daddr[16];

@@ -2,8 +2,8 @@
 /*
  * What the two ways of following TIME_WAIT mini-sockets share: reading a
  * struct inet_timewait_sock, the filters, and writing its records. The
- * timer tracepoints (timewait.bpf.c) and the function hooks
- * (twhooks.bpf.c) write the very same records, so userspace cannot tell
+ * timer tracepoints (tracepoints.bpf.c) and the function hooks
+ * (fentry.bpf.c) write the very same records, so userspace cannot tell
  * which ran.
  */
 #ifndef TCPTRACE_MINISOCK_H

@@ -197,7 +197,7 @@ static __always_inline int record(struct sock *sk, int oldstate, int newstate)
 	if (cfg.tgid) {
 		if (!target_match(sk, f.pid_tgid >> 32, f.t.netns, f.t.sport, oldstate, newstate))
 			return 0;
-		/* Remember the target's active closes for the timewait programs. */
+		/* Remember the target's active closes for the tracepoints programs. */
 		if (newstate == TCP_FIN_WAIT1) {
 			__u8 one = 1;
 

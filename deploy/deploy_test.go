@@ -24,7 +24,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/tcptrace/tcptrace/internal/metrics"
-	"github.com/tcptrace/tcptrace/internal/promtest"
+	"github.com/tcptrace/tcptrace/internal/testutil/promtest"
 )
 
 // docs decodes every YAML document of a file.

@@ -15,9 +15,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tcptrace/tcptrace/internal/promtest"
+	"github.com/tcptrace/tcptrace/internal/testutil/promtest"
 	"github.com/tcptrace/tcptrace/internal/report"
-	"github.com/tcptrace/tcptrace/internal/testnet"
+	"github.com/tcptrace/tcptrace/internal/testutil/testnet"
 )
 
 // scrape fetches /metrics from addr inside ns. The request is written by

@@ -20,7 +20,7 @@ import (
 	"time"
 
 	"github.com/tcptrace/tcptrace/internal/report"
-	"github.com/tcptrace/tcptrace/internal/testnet"
+	"github.com/tcptrace/tcptrace/internal/testutil/testnet"
 )
 
 // Leaker modes of TestLeakerHelper.

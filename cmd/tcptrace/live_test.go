@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/tcptrace/tcptrace/internal/event"
-	"github.com/tcptrace/tcptrace/internal/testnet"
+	"github.com/tcptrace/tcptrace/internal/testutil/testnet"
 )
 
 // terminal is a tmux server of the test's own, with one window.

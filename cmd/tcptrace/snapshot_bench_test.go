@@ -3,7 +3,7 @@ package main
 import (
 	"testing"
 
-	"github.com/tcptrace/tcptrace/internal/testnet"
+	"github.com/tcptrace/tcptrace/internal/testutil/testnet"
 )
 
 // BenchmarkSnapshot times `tcptrace --snapshot -o json`, the built binary

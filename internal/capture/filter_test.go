@@ -9,7 +9,7 @@ import (
 	"github.com/tcptrace/tcptrace/internal/census"
 	"github.com/tcptrace/tcptrace/internal/engine"
 	"github.com/tcptrace/tcptrace/internal/event"
-	"github.com/tcptrace/tcptrace/internal/eventtest"
+	"github.com/tcptrace/tcptrace/internal/testutil/eventtest"
 	"github.com/tcptrace/tcptrace/internal/report"
 )
 

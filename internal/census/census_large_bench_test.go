@@ -5,7 +5,7 @@ import (
 
 	"github.com/tcptrace/tcptrace/internal/census"
 	"github.com/tcptrace/tcptrace/internal/event"
-	"github.com/tcptrace/tcptrace/internal/testnet"
+	"github.com/tcptrace/tcptrace/internal/testutil/testnet"
 )
 
 // BenchmarkCensusLarge dumps a namespace holding 100,000 sockets (25,000

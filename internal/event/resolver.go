@@ -1,6 +1,6 @@
 package event
 
-import "github.com/tcptrace/tcptrace/internal/sockmap"
+import "github.com/tcptrace/tcptrace/internal/addrtable"
 
 // Resolver turns the kernel's raw TIME_WAIT timer records (TimerStart,
 // TimerCancel, TimerExpire) into the mini-socket's life: TimeWaitStart,
@@ -23,7 +23,7 @@ type Resolver struct {
 	// live: the mini-sockets seen starting, by address. Flush shrinks it
 	// (a burst of a million TIME_WAIT sockets must not keep its memory
 	// for the days a node exporter runs).
-	live    sockmap.Map[twLife]
+	live    addrtable.Table[twLife]
 	pending []pendingCancel // indexed by CPU
 	// MaxLive caps the mini-sockets tracked; past it, new ones are not
 	// tracked and Untracked counts them.
@@ -77,7 +77,7 @@ const followUpWindowNs = 100_000_000
 // (CONFIG_HZ). With hz 0 it learns hz from the first new TIME_WAIT
 // mini-socket, whose timer is always TCP_TIMEWAIT_LEN = 60 s.
 func NewResolver(hz int) *Resolver {
-	return &Resolver{hz: uint64(hz), live: sockmap.New[twLife](), MaxLive: 4 << 20}
+	return &Resolver{hz: uint64(hz), live: addrtable.New[twLife](), MaxLive: 4 << 20}
 }
 
 // Live returns how many mini-sockets are being tracked.

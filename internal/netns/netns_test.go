@@ -8,7 +8,7 @@ import (
 
 	"github.com/tcptrace/tcptrace/internal/census"
 	"github.com/tcptrace/tcptrace/internal/event"
-	"github.com/tcptrace/tcptrace/internal/testnet"
+	"github.com/tcptrace/tcptrace/internal/testutil/testnet"
 )
 
 const id64 = "3f4e5d6c7b8a99887766554433221100ffeeddccbbaa00112233445566778899"

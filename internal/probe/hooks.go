@@ -19,11 +19,11 @@ const (
 	// HooksTracepoints.
 	HooksAuto Hooks = "auto"
 	// HooksFentry hooks the kernel functions that make, re-arm and end a
-	// mini-socket (twhooks.bpf.c): two or three program runs per
+	// mini-socket (fentry.bpf.c): two or three program runs per
 	// connection. Needs BPF trampolines and no lockdown that forbids them
 	// (stock Debian, Ubuntu and RHEL kernels allow them).
 	HooksFentry Hooks = "fentry"
-	// HooksTracepoints uses the timer tracepoints (timewait.bpf.c), which
+	// HooksTracepoints uses the timer tracepoints (tracepoints.bpf.c), which
 	// run for every timer in the kernel (a dozen or more per connection)
 	// but attach wherever tp_btf does, kernel lockdown included.
 	HooksTracepoints Hooks = "tracepoints"

@@ -71,8 +71,8 @@ var ErrIdle = errors.New("no records for a poll period")
 type Probe struct {
 	cfg  Config
 	sock sockstateObjects
-	// mini is the collection of the mini-socket programs (timewait or
-	// twhooks), minis what of it is attached, states the set_state pair.
+	// mini is the collection of the mini-socket programs (tracepoints or
+	// fentry), minis what of it is attached, states the set_state pair.
 	mini      *ebpf.Collection
 	minis     *attached
 	states    *attached
@@ -256,7 +256,7 @@ func (p *Probe) attachMiniSockets(kernel *btf.Spec, kcfg sockstateTtConfig, skip
 			if err != nil {
 				return nil, nil, err
 			}
-			spec, err := loadTwhooks()
+			spec, err := loadFentry()
 			return spec, hs, err
 		})
 		if err == nil {
@@ -275,9 +275,9 @@ func (p *Probe) attachMiniSockets(kernel *btf.Spec, kcfg sockstateTtConfig, skip
 	}
 	kcfg.TwHandler = handler
 	err = p.openMini(kcfg, skip, func() (*ebpf.CollectionSpec, []hook, error) {
-		load := loadTimewait
+		load := loadTracepoints
 		if p.probeRead {
-			load = loadTimewaitProbeRead
+			load = loadTracepointsProbeRead
 		}
 		spec, err := load()
 		return spec, timerHooks, err

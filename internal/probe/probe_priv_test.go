@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"github.com/tcptrace/tcptrace/internal/event"
-	"github.com/tcptrace/tcptrace/internal/testnet"
+	"github.com/tcptrace/tcptrace/internal/testutil/testnet"
 )
 
 // collector runs a probe and gathers its events through a Resolver.

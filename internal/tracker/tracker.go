@@ -15,7 +15,7 @@ import (
 	"net/netip"
 
 	"github.com/tcptrace/tcptrace/internal/event"
-	"github.com/tcptrace/tcptrace/internal/sockmap"
+	"github.com/tcptrace/tcptrace/internal/addrtable"
 )
 
 // Role says which side of a connection this host is.
@@ -98,7 +98,7 @@ type Tracker struct {
 	res  *event.Resolver
 	emit func(*event.Event)
 
-	index  sockmap.Map[uint32] // socket address -> slot
+	index  addrtable.Table[uint32] // socket address -> slot
 	slots  []slot
 	free   []uint32
 	hand   int
@@ -155,7 +155,7 @@ func New(cfg Config, emit func(*event.Event)) *Tracker {
 		cfg:          cfg,
 		res:          event.NewResolver(cfg.HZ),
 		emit:         emit,
-		index:        sockmap.New[uint32](),
+		index:        addrtable.New[uint32](),
 		procs:        make(map[uint32][16]byte),
 		listeners:    make(map[listenKey]uint32),
 		dests:        make(map[destKey]uint32),

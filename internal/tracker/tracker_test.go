@@ -5,7 +5,7 @@ import (
 	"testing"
 
 	"github.com/tcptrace/tcptrace/internal/event"
-	"github.com/tcptrace/tcptrace/internal/eventtest"
+	"github.com/tcptrace/tcptrace/internal/testutil/eventtest"
 )
 
 const ms = eventtest.Ms

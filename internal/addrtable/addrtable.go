@@ -1,4 +1,4 @@
-// Package sockmap is a hash table keyed by a kernel object's address (a
+// Package addrtable is a hash table keyed by a kernel object's address (a
 // struct sock or a TIME_WAIT mini-socket), for the lookups made per record
 // on the hot path (the tracker's socket index, the resolver's live
 // mini-sockets).
@@ -10,12 +10,12 @@
 // multiplicative hash, keys and values in two flat arrays, deletion by
 // shifting the run back instead of leaving tombstones), about three times
 // faster on this workload. Unlike a Go map, it gives back what a burst
-// made it grow to (Shrink).
-package sockmap
+// made it grow to (Shrink). (Not a BPF sockmap: it lives in userspace.)
+package addrtable
 
-// Map maps a kernel address to a V. The zero Map is not usable: make one
-// with New. A Map is not safe for concurrent use.
-type Map[V any] struct {
+// Table maps a kernel address to a V. The zero Table is not usable: make one
+// with New. A Table is not safe for concurrent use.
+type Table[V any] struct {
 	keys  []uint64 // 0: empty slot
 	vals  []V
 	n     int
@@ -32,14 +32,14 @@ const (
 	shrinkBits = 16
 )
 
-// New returns an empty Map.
-func New[V any]() Map[V] {
-	var m Map[V]
+// New returns an empty Table.
+func New[V any]() Table[V] {
+	var m Table[V]
 	m.resize(minBits)
 	return m
 }
 
-func (m *Map[V]) resize(bits uint) {
+func (m *Table[V]) resize(bits uint) {
 	oldK, oldV := m.keys, m.vals
 	m.keys = make([]uint64, 1<<bits)
 	m.vals = make([]V, 1<<bits)
@@ -54,10 +54,10 @@ func (m *Map[V]) resize(bits uint) {
 
 // home is the slot a key hashes to (Fibonacci hashing: kernel addresses
 // are aligned, so their low bits say little).
-func (m *Map[V]) home(k uint64) int { return int((k * 0x9e3779b97f4a7c15) >> m.shift) }
+func (m *Table[V]) home(k uint64) int { return int((k * 0x9e3779b97f4a7c15) >> m.shift) }
 
 // Len returns the number of keys.
-func (m *Map[V]) Len() int {
+func (m *Table[V]) Len() int {
 	if m.hasZero {
 		return m.n + 1
 	}
@@ -65,7 +65,7 @@ func (m *Map[V]) Len() int {
 }
 
 // Get returns k's value and whether k is present.
-func (m *Map[V]) Get(k uint64) (V, bool) {
+func (m *Table[V]) Get(k uint64) (V, bool) {
 	if k == 0 {
 		return m.zero, m.hasZero
 	}
@@ -83,7 +83,7 @@ func (m *Map[V]) Get(k uint64) (V, bool) {
 
 // Ref returns where k's value is stored, nil if k is absent. It is
 // valid until the next Put, Del or Shrink.
-func (m *Map[V]) Ref(k uint64) *V {
+func (m *Table[V]) Ref(k uint64) *V {
 	if k == 0 {
 		if m.hasZero {
 			return &m.zero
@@ -102,7 +102,7 @@ func (m *Map[V]) Ref(k uint64) *V {
 }
 
 // Put sets k's value.
-func (m *Map[V]) Put(k uint64, v V) {
+func (m *Table[V]) Put(k uint64, v V) {
 	if k == 0 {
 		m.zero, m.hasZero = v, true
 		return
@@ -122,7 +122,7 @@ func (m *Map[V]) Put(k uint64, v V) {
 }
 
 // Del removes k.
-func (m *Map[V]) Del(k uint64) {
+func (m *Table[V]) Del(k uint64) {
 	var zero V
 	if k == 0 {
 		m.zero, m.hasZero = zero, false
@@ -150,7 +150,7 @@ func (m *Map[V]) Del(k uint64) {
 }
 
 // Shrink gives back what a burst of keys made the table grow to.
-func (m *Map[V]) Shrink() {
+func (m *Table[V]) Shrink() {
 	bits := 64 - m.shift
 	if bits <= shrinkBits || 16*m.n >= len(m.keys) {
 		return

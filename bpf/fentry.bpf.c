@@ -1,10 +1,10 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 /*
- * twhooks: the life of TIME_WAIT mini-sockets from fentry hooks on the
+ * fentry: the life of TIME_WAIT mini-sockets from fentry hooks on the
  * few kernel functions that make, re-arm and end one
  * (net/ipv4/inet_timewait_sock.c), where the kernel allows fentry (BPF
  * trampolines, and no lockdown forbidding them). Each runs once or twice
- * per connection, instead of the timer tracepoints (timewait.bpf.c) that
+ * per connection, instead of the timer tracepoints (tracepoints.bpf.c) that
  * run for every timer in the kernel: a dozen or more per TCP connection.
  *
  * The records are the ones the timer tracepoints write, in the same

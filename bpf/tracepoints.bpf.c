@@ -2,7 +2,7 @@
 /*
  * timewait: the life of TIME_WAIT mini-sockets (struct inet_timewait_sock)
  * from the timer tracepoints, where the kernel forbids function hooks
- * (twhooks.bpf.c is the cheaper way, where fentry attaches).
+ * (fentry.bpf.c is the cheaper way, where fentry attaches).
  *
  * sock:inet_sock_set_state never reports TIME_WAIT: the full socket goes to
  * CLOSE and a separate mini-socket takes over the 4-tuple, with no

@@ -1,14 +1,14 @@
-package sockmap
+package addrtable
 
 import (
 	"math/rand/v2"
 	"testing"
 )
 
-// TestMap drives the table and a Go map with the same random
+// TestTable drives the table and a Go map with the same random
 // inserts, updates and deletes, over keys that collide on purpose (aligned
 // addresses, a small key space), through growth and shrinking.
-func TestMap(t *testing.T) {
+func TestTable(t *testing.T) {
 	for seed := range uint64(20) {
 		rng := rand.New(rand.NewPCG(seed, 3))
 		x := New[uint32]()
